@@ -1,0 +1,230 @@
+//! What the layer is configured with, and the checks that keep it sensible.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cookie::SameSite;
+
+use crate::clock::{Clock, SystemClock};
+
+/// What to do when a token is presented after its grace window ended.
+///
+/// Such a token was replaced and the client that held it was given the
+/// replacement, so presenting it again suggests someone else holds a copy.
+/// A `tracing` warning with the token's fingerprint is emitted either way.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum StaleTokenPolicy {
+    /// Treat it as unknown (strict mode). The default.
+    #[default]
+    Ignore,
+    /// Revoke the session it belonged to, logging out the legitimate holder
+    /// too: the safe choice when a copied token is worse than a re-login.
+    Revoke,
+}
+
+/// Automatic token regeneration (TTG/SFR/OJS/CIJS).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rotation {
+    /// A token this old is replaced on its next use (SFR).
+    pub sfr: Duration,
+    /// How long a replaced token keeps working (OJS).
+    pub ojs: Duration,
+    /// How long a replacement lives before the client first presents it (CIJS).
+    pub cijs: Duration,
+}
+
+/// The default grace window for a replaced token: long enough for requests
+/// already in flight, and for a client whose first `Set-Cookie` was lost to
+/// come back and get it again.
+pub const DEFAULT_OJS: Duration = Duration::from_secs(30);
+/// The default lifetime of a replacement the client has not presented yet.
+pub const DEFAULT_CIJS: Duration = Duration::from_secs(60);
+
+#[derive(Clone)]
+pub(crate) struct Config {
+    pub cookie: Option<CookieConfig>,
+    pub header: Option<http::HeaderName>,
+    pub announce_cookie: bool,
+    pub announce_header: bool,
+    pub idle_timeout: Duration,
+    pub absolute_timeout: Option<Duration>,
+    pub refresh_after: Duration,
+    pub rotation: Option<Rotation>,
+    pub on_stale_token: StaleTokenPolicy,
+    pub max_sessions_per_user: Option<usize>,
+    pub store_timeout: Duration,
+    pub node_id: String,
+    pub heartbeat: Duration,
+    pub clock: Arc<dyn Clock>,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct CookieConfig {
+    pub name: String,
+    pub secure: bool,
+    pub http_only: bool,
+    pub same_site: SameSite,
+    pub path: String,
+    pub domain: Option<String>,
+    pub max_age: Option<Duration>,
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("cookie", &self.cookie)
+            .field("header", &self.header)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("absolute_timeout", &self.absolute_timeout)
+            .field("rotation", &self.rotation)
+            .field("node_id", &self.node_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            cookie: Some(CookieConfig {
+                name: "id".into(),
+                secure: true,
+                http_only: true,
+                same_site: SameSite::Lax,
+                path: "/".into(),
+                domain: None,
+                max_age: None,
+            }),
+            header: Some(http::HeaderName::from_static("x-session-id")),
+            announce_cookie: true,
+            announce_header: true,
+            idle_timeout: Duration::from_secs(30 * 60),
+            absolute_timeout: None,
+            refresh_after: Duration::from_secs(60),
+            rotation: None,
+            on_stale_token: StaleTokenPolicy::Ignore,
+            max_sessions_per_user: None,
+            store_timeout: Duration::from_secs(2),
+            node_id: default_node_id(),
+            heartbeat: Duration::from_secs(10),
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+fn default_node_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into());
+    format!("{host}-{}", std::process::id())
+}
+
+/// A configuration the builder refused, with the reason.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError(pub(crate) String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid session configuration: {}", self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Settings the builder was given but not yet checked.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Pending {
+    pub cookie_name: Option<String>,
+    pub header_name: Option<String>,
+    pub sfr: Option<Duration>,
+    pub ojs: Option<Duration>,
+    pub cijs: Option<Duration>,
+    pub refresh_after: Option<Duration>,
+}
+
+impl Config {
+    pub(crate) fn finish(mut self, p: Pending) -> Result<Config, ConfigError> {
+        let err = |m: &str| Err(ConfigError(m.to_owned()));
+        if let Some(name) = p.cookie_name {
+            if name.is_empty()
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b))
+            {
+                return err("the cookie name must be a non-empty token (RFC 6265)");
+            }
+            if let Some(c) = &mut self.cookie {
+                c.name = name;
+            }
+        }
+        if let Some(name) = p.header_name {
+            match http::HeaderName::try_from(name) {
+                Ok(h) => {
+                    if self.header.is_some() {
+                        self.header = Some(h);
+                    }
+                }
+                Err(_) => return err("the header name is not a valid HTTP header name"),
+            }
+        }
+        if self.cookie.is_none() && self.header.is_none() {
+            return err("both the cookie and the header transport are off: no token could travel");
+        }
+        if let Some(c) = &self.cookie {
+            if c.name.starts_with("__Host-") && (!c.secure || c.path != "/" || c.domain.is_some()) {
+                return err("a `__Host-` cookie must be Secure, have Path=/ and no Domain");
+            }
+            if c.name.starts_with("__Secure-") && !c.secure {
+                return err("a `__Secure-` cookie must be Secure");
+            }
+            if c.same_site == SameSite::None && !c.secure {
+                return err("SameSite=None cookies must be Secure");
+            }
+        }
+        if self.idle_timeout.is_zero() {
+            return err("the idle timeout must be positive");
+        }
+        if self.absolute_timeout.is_some_and(|a| a.is_zero()) {
+            return err("the absolute timeout must be positive");
+        }
+        if self.store_timeout.is_zero() {
+            return err("the store timeout must be positive");
+        }
+        if self.heartbeat.is_zero() {
+            return err("the connection heartbeat must be positive");
+        }
+        if self.max_sessions_per_user == Some(0) {
+            return err("max_sessions_per_user must be at least 1");
+        }
+        self.refresh_after = p
+            .refresh_after
+            .unwrap_or_else(|| (self.idle_timeout / 10).min(Duration::from_secs(60)));
+        if self.refresh_after >= self.idle_timeout {
+            return err("the refresh interval must be shorter than the idle timeout");
+        }
+        match p.sfr {
+            None if p.ojs.is_some() || p.cijs.is_some() => {
+                return err("ojs and cijs only apply when sfr is set (regeneration is off)");
+            }
+            None => {}
+            Some(sfr) => {
+                if sfr.is_zero() {
+                    return err("sfr must be positive");
+                }
+                let ojs = p.ojs.unwrap_or(DEFAULT_OJS.min(sfr / 2));
+                let cijs = p.cijs.unwrap_or(DEFAULT_CIJS);
+                if ojs.is_zero() || ojs >= sfr {
+                    return err("ojs must be positive and shorter than sfr, or old tokens would outlive their replacements' own turn");
+                }
+                if cijs.is_zero() {
+                    return err("cijs must be positive");
+                }
+                self.rotation = Some(Rotation { sfr, ojs, cijs });
+            }
+        }
+        Ok(self)
+    }
+}

@@ -1,0 +1,76 @@
+//! Server-side sessions for [Tower](https://docs.rs/tower) and
+//! [axum](https://docs.rs/axum), done carefully.
+//!
+//! ```
+//! use axum::{routing::get, Router};
+//! use sessionkit::{MemoryStore, Session, SessionLayer};
+//!
+//! async fn counter(session: Session) -> Result<String, sessionkit::Error> {
+//!     let n: u64 = session.get("counter")?.unwrap_or(0);
+//!     session.insert("counter", n + 1)?;
+//!     Ok(format!("{}", n + 1))
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let app: Router = Router::new()
+//!     .route("/", get(counter))
+//!     .layer(SessionLayer::builder(MemoryStore::new()).build());
+//! # use tower::ServiceExt;
+//! # let res = app.oneshot(http::Request::new(axum::body::Body::empty())).await.unwrap();
+//! # assert!(res.headers().contains_key("set-cookie"));
+//! # }
+//! ```
+//!
+//! What you get:
+//!
+//! - **Lazy, one round trip.** A route that does not extract [`Session`]
+//!   makes no store call; one that does loads the session, checks its
+//!   deadlines and slides its idle deadline in a single store round trip.
+//! - **Delta writes.** Only the keys a request changed are written, so
+//!   concurrent requests changing different keys both keep their change, and
+//!   a write never brings back a session that was logged out meanwhile.
+//! - **Tokens are credentials.** 256 bits from the OS CSPRNG, accepted from
+//!   a cookie or a header, never adopted when unknown (no fixation), stored
+//!   only as hashes, and replaced at once on `login`/`regenerate`.
+//! - **Automatic regeneration with a grace window** ([`SessionLayerBuilder::sfr`],
+//!   [`ojs`](SessionLayerBuilder::ojs), [`cijs`](SessionLayerBuilder::cijs)):
+//!   tokens are replaced after a while, and parallel requests still carrying
+//!   the old token all get the same replacement instead of being logged out.
+//! - **User sessions.** [`SessionManager`] lists and revokes a user's
+//!   sessions ("log out everywhere"), limits them, and pushes user changes.
+//! - **Stores.** [`MemoryStore`] by default; `RedisStore` (feature `redis`,
+//!   Redis Cluster with `redis-cluster`) to share sessions between servers.
+//!   Every change spanning several keys is atomic in the store.
+//!
+//! # Features
+//!
+//! - `axum` (default): the [`Session`] extractor and `IntoResponse` for [`Error`].
+//! - `redis`, `redis-cluster`: `RedisStore`.
+//! - `conformance`: the store conformance suite, for store authors.
+
+#![warn(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod clock;
+mod config;
+mod error;
+pub mod layer;
+mod manager;
+mod session;
+mod shared;
+pub mod store;
+pub mod token;
+mod transport;
+mod user;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use config::{ConfigError, Rotation, StaleTokenPolicy, DEFAULT_CIJS, DEFAULT_OJS};
+pub use cookie::SameSite;
+pub use error::Error;
+pub use layer::{SessionLayer, SessionLayerBuilder};
+pub use manager::SessionManager;
+pub use session::Session;
+pub use store::{MemoryStore, SessionStore};
+pub use token::SessionId;
+pub use user::SessionUser;

@@ -1,0 +1,125 @@
+//! [`SessionManager`]: acting on a user's sessions outside a request.
+
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::error::Error;
+use crate::shared::Shared;
+use crate::store::{BoundUser, Connection, Revoke, SessionInfo, SessionStore};
+use crate::token::SessionId;
+use crate::user::SessionUser;
+
+/// Lists and revokes a user's sessions, and updates the user object they
+/// hold, from anywhere: an admin route, a background job, a password-change
+/// handler.
+///
+/// Get one from the layer ([`SessionLayer::manager`](crate::SessionLayer::manager)),
+/// from a request's session ([`Session::manager`](crate::Session::manager)),
+/// or build one on a store with [`SessionManager::new`]. A revoked session is
+/// dead on its next request on every server sharing the store, and its open
+/// connections are told at once.
+///
+/// ```
+/// # async fn demo() -> Result<(), sessionkit::Error> {
+/// use sessionkit::{MemoryStore, SessionManager};
+///
+/// let manager = SessionManager::new(MemoryStore::new());
+/// for session in manager.list("42").await? {
+///     println!("{} last seen at {}", session.id, session.last_seen);
+/// }
+/// manager.revoke_all("42").await?; // "log out everywhere"
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct SessionManager {
+    shared: Arc<Shared>,
+}
+
+impl SessionManager {
+    /// A manager on `store` with the default configuration (system clock,
+    /// default store timeout).
+    pub fn new(store: impl SessionStore) -> Self {
+        SessionManager {
+            shared: Arc::new(Shared {
+                store: Arc::new(store),
+                config: Config::default(),
+            }),
+        }
+    }
+
+    pub(crate) fn from_shared(shared: Arc<Shared>) -> Self {
+        SessionManager { shared }
+    }
+
+    /// The user's live sessions, oldest first.
+    pub async fn list(&self, user_id: &str) -> Result<Vec<SessionInfo>, Error> {
+        let s = &self.shared;
+        s.call("list_sessions", s.store.list_sessions(user_id, s.now()))
+            .await
+    }
+
+    /// Revokes one session of the user. Returns `false` if it is not a live
+    /// session of this user (so ids of other users' sessions do nothing).
+    pub async fn revoke(&self, user_id: &str, id: &SessionId) -> Result<bool, Error> {
+        Ok(!self
+            .revoke_scope(user_id, Revoke::One(id.clone()))
+            .await?
+            .is_empty())
+    }
+
+    /// Revokes every session of the user ("log out everywhere"). Returns how
+    /// many were revoked.
+    pub async fn revoke_all(&self, user_id: &str) -> Result<usize, Error> {
+        Ok(self.revoke_scope(user_id, Revoke::All).await?.len())
+    }
+
+    /// Revokes every session of the user but `keep`. Returns how many were
+    /// revoked.
+    pub async fn revoke_all_except(&self, user_id: &str, keep: &SessionId) -> Result<usize, Error> {
+        Ok(self
+            .revoke_scope(user_id, Revoke::AllExcept(keep.clone()))
+            .await?
+            .len())
+    }
+
+    async fn revoke_scope(&self, user_id: &str, scope: Revoke) -> Result<Vec<SessionId>, Error> {
+        let s = &self.shared;
+        let revoked = s
+            .call("revoke", s.store.revoke(user_id, &scope, s.now()))
+            .await?;
+        if !revoked.is_empty() {
+            tracing::info!(count = revoked.len(), "sessions revoked");
+        }
+        Ok(revoked)
+    }
+
+    /// Replaces the stored user object in every live session of that user,
+    /// leaving their other data alone: a role change takes effect on each
+    /// device's next request. Returns how many sessions were updated.
+    pub async fn sync_user<U: SessionUser>(&self, user: &U) -> Result<usize, Error> {
+        let bound = BoundUser {
+            id: user.id(),
+            json: serde_json::to_string(user)?,
+        };
+        let s = &self.shared;
+        s.call("sync_user", s.store.sync_user(&bound, s.now()))
+            .await
+    }
+
+    /// The live connections (WebSockets, streams) of the user's sessions,
+    /// with the node holding each, to route a push to them.
+    pub async fn connections(&self, user_id: &str) -> Result<Vec<Connection>, Error> {
+        let s = &self.shared;
+        s.call(
+            "list_connections",
+            s.store.list_connections(user_id, s.now()),
+        )
+        .await
+    }
+}
+
+impl std::fmt::Debug for SessionManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionManager").finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,38 @@
+//! State shared by the layer, every request's session and the manager.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use crate::clock::Millis;
+use crate::config::Config;
+use crate::error::Error;
+use crate::store::{SessionStore, StoreError};
+
+/// The store and configuration behind one layer.
+pub(crate) struct Shared {
+    pub store: Arc<dyn SessionStore>,
+    pub config: Config,
+}
+
+impl Shared {
+    pub fn now(&self) -> Millis {
+        self.config.clock.now()
+    }
+
+    /// Runs a store call under the configured timeout, so a hung store turns
+    /// into an error instead of a hung request.
+    pub async fn call<T>(
+        &self,
+        what: &'static str,
+        fut: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, Error> {
+        let result = match tokio::time::timeout(self.config.store_timeout, fut).await {
+            Ok(result) => result,
+            Err(_) => Err(StoreError::timeout()),
+        };
+        result.map_err(|err| {
+            tracing::error!(operation = what, error = %err, "session store call failed");
+            Error::Store(err)
+        })
+    }
+}

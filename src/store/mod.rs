@@ -1,0 +1,130 @@
+//! The seam between the layer and storage: the [`SessionStore`] trait.
+//!
+//! A store keeps session records, the tokens that point at them, the index of
+//! each user's sessions and the registry of long connections. It knows
+//! nothing of HTTP: the layer decides *what* should happen (this token is due
+//! for rotation, this request changed these keys) and the store makes each
+//! such change happen **atomically**, in one round trip where it can.
+//!
+//! Times are passed in with every call (see [`crate::clock`]), so every store
+//! decides deadlines with the same clock and tests need no sleeps.
+//!
+//! Two stores ship with the crate: [`MemoryStore`] and, with the `redis`
+//! feature, `RedisStore`. The conformance suite (feature `conformance`) checks
+//! any implementation against the behaviour the layer relies on.
+
+mod error;
+mod memory;
+mod types;
+
+pub use error::StoreError;
+pub use memory::MemoryStore;
+pub use types::*;
+
+use async_trait::async_trait;
+use tokio::sync::broadcast;
+
+use crate::clock::Millis;
+use crate::token::{SessionId, TokenDigest};
+
+/// The result of a store call.
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// Storage for sessions, their tokens, user indexes and connections.
+///
+/// Every method that changes more than one thing must do so atomically: a
+/// reader never sees half of it, and two calls never interleave inside it.
+/// Methods take the current time from the caller.
+///
+/// A session is *live* until its idle deadline (`last_seen + idle_timeout`),
+/// its absolute deadline, or the moment it becomes unreachable (its only
+/// tokens are an unadopted replacement that lapsed and an old token whose
+/// grace ended). A store must treat a session that is not live exactly like a
+/// missing one, and must eventually free everything it held.
+#[async_trait]
+pub trait SessionStore: Send + Sync + 'static {
+    /// Resolves a token to its session, in one round trip.
+    ///
+    /// On success the session's idle deadline slides to `opts.now` if the
+    /// last refresh is at least `opts.refresh_after` old. Presenting the
+    /// current token marks it adopted (it no longer lapses). Presenting an old
+    /// token still inside its grace window returns the current replacement
+    /// sealed under the old token, and extends the replacement's CIJS
+    /// deadline to `now + opts.cijs` since it is about to be sent again; if
+    /// that replacement lapsed, [`TokenState::Grace`] carries `None` and the
+    /// caller mints a fresh one with [`SessionStore::rotate`].
+    async fn load(&self, token: &TokenDigest, opts: &LoadOptions) -> Result<Lookup>;
+
+    /// Creates a session whose first token is `new.token`.
+    async fn create(&self, new: &NewSession) -> Result<()>;
+
+    /// Applies a delta to a live session. Returns `false`, changing nothing,
+    /// if the session is gone: a save never brings a session back.
+    async fn save(&self, id: &SessionId, delta: &Delta, now: Millis) -> Result<bool>;
+
+    /// Replaces the token of a session with a grace window for the old one.
+    ///
+    /// Single flight: if `rotation.old` is the current token, `rotation.new`
+    /// becomes current and the old token keeps working until
+    /// `now + ojs` ([`Rotated::Installed`]). If another request already
+    /// rotated it, the replacement that request installed is returned sealed
+    /// ([`Rotated::Existing`]), unless that replacement lapsed unadopted, in
+    /// which case it is discarded for good and `rotation.new` is installed.
+    async fn rotate(&self, rotation: &Rotation) -> Result<Rotated>;
+
+    /// Replaces every token of a session by `new`, with no grace window, and
+    /// applies `delta`. Returns `false` if the session is gone.
+    async fn regenerate(
+        &self,
+        id: &SessionId,
+        new: &TokenDigest,
+        delta: &Delta,
+        now: Millis,
+    ) -> Result<bool>;
+
+    /// Starts the authenticated session `login.session`, carrying over the
+    /// data of `login.from` (with `login.delta` applied on top) and ending
+    /// `login.from`; records it in the user's index and enforces
+    /// `login.max_sessions` by revoking the user's oldest sessions.
+    async fn login(&self, login: &Login) -> Result<LoginOutcome>;
+
+    /// Ends a session: its tokens, its index entry and its connections go
+    /// with it, and subscribers are told. Returns `false` if it was gone.
+    async fn destroy(&self, id: &SessionId, reason: EndReason, now: Millis) -> Result<bool>;
+
+    /// The live sessions of a user, oldest first. Dead index entries met on
+    /// the way are pruned.
+    async fn list_sessions(&self, user_id: &str, now: Millis) -> Result<Vec<SessionInfo>>;
+
+    /// Revokes sessions of a user. Only sessions in that user's index are
+    /// touched, so a caller cannot revoke someone else's session by id.
+    /// Returns the ids revoked.
+    async fn revoke(&self, user_id: &str, scope: &Revoke, now: Millis) -> Result<Vec<SessionId>>;
+
+    /// Replaces the stored user object in every live session of `user.id`,
+    /// leaving all other data alone. Returns how many sessions it updated.
+    async fn sync_user(&self, user: &BoundUser, now: Millis) -> Result<usize>;
+
+    /// Registers a long connection under its session until `lease_until`.
+    /// Returns `false` if the session is gone.
+    async fn connect(&self, conn: &Connection, lease_until: Millis, now: Millis) -> Result<bool>;
+
+    /// Reads a session by id for a live connection: refreshes the session's
+    /// idle deadline and the connection's lease, and returns the fresh record
+    /// and the state of the token `known` (if given) so the connection can
+    /// follow rotations. `None` if the session is gone.
+    async fn fetch(&self, fetch: &Fetch) -> Result<Option<Fetched>>;
+
+    /// Removes a connection from the registry.
+    async fn disconnect(&self, id: &SessionId, connection_id: &str) -> Result<()>;
+
+    /// The live connections of a user's live sessions.
+    async fn list_connections(&self, user_id: &str, now: Millis) -> Result<Vec<Connection>>;
+
+    /// A feed of sessions that ended (destroyed, logged out, revoked, expired)
+    /// anywhere this store is shared, for closing their connections.
+    ///
+    /// Stores shared between processes deliver events from every process.
+    /// A receiver that lags must assume any session may have ended.
+    fn subscribe(&self) -> broadcast::Receiver<SessionEnded>;
+}

@@ -1,0 +1,315 @@
+//! The values that cross the [`SessionStore`](super::SessionStore) seam.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::Millis;
+use crate::token::{SessionId, TokenDigest};
+
+/// A user bound to a session: its id and the serialized user object.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BoundUser {
+    /// The user's id, as [`SessionUser::id`](crate::SessionUser::id) gave it.
+    pub id: String,
+    /// The user object as JSON.
+    pub json: String,
+}
+
+/// A session as the store holds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionRecord {
+    /// The stable handle.
+    pub id: SessionId,
+    /// When the session started.
+    pub created_at: Millis,
+    /// The last refresh of the idle deadline.
+    pub last_seen: Millis,
+    /// The idle timeout in force for this session.
+    pub idle_timeout: Millis,
+    /// The absolute deadline, if one is configured.
+    pub absolute_deadline: Option<Millis>,
+    /// When the current token was generated (TTG).
+    pub ttg: Millis,
+    /// When the session's token was last replaced automatically.
+    pub rotated_at: Option<Millis>,
+    /// The bound user.
+    pub user: Option<BoundUser>,
+    /// An application-chosen label (a device name, a user agent).
+    pub label: Option<String>,
+    /// The data, each value as JSON.
+    pub data: HashMap<String, String>,
+}
+
+impl SessionRecord {
+    /// When the session idles out if it is not used again.
+    pub fn idle_deadline(&self) -> Millis {
+        self.last_seen.saturating_add(self.idle_timeout)
+    }
+
+    /// The earlier of the idle and absolute deadlines.
+    pub fn deadline(&self) -> Millis {
+        self.absolute_deadline
+            .map_or(self.idle_deadline(), |abs| abs.min(self.idle_deadline()))
+    }
+}
+
+/// How the presented token relates to its session.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TokenState {
+    /// The session's current token.
+    Current,
+    /// An old token inside its grace window. Carries the current replacement
+    /// sealed under the old token, or `None` if the replacement lapsed
+    /// unadopted and a fresh one must be minted.
+    Grace {
+        /// The sealed replacement.
+        replacement: Option<String>,
+    },
+}
+
+/// The outcome of [`SessionStore::load`](super::SessionStore::load).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Lookup {
+    /// No live session has this token.
+    Missing,
+    /// The token was replaced and its grace window is over: it is dead, and a
+    /// client presenting it probably holds a copy.
+    Stale(SessionId),
+    /// A live session.
+    Found {
+        /// The session, already refreshed.
+        record: SessionRecord,
+        /// How the token relates to it.
+        token: TokenState,
+    },
+}
+
+/// Parameters of [`SessionStore::load`](super::SessionStore::load).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// The current time.
+    pub now: Millis,
+    /// Refresh the idle deadline only if the last refresh is this old.
+    pub refresh_after: Millis,
+    /// How long a replacement that is sent again stays valid unadopted.
+    pub cijs: Millis,
+}
+
+/// A session to create.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewSession {
+    /// Its handle.
+    pub id: SessionId,
+    /// Its first token.
+    pub token: TokenDigest,
+    /// The current time: creation, last seen and TTG.
+    pub now: Millis,
+    /// Its idle timeout.
+    pub idle_timeout: Millis,
+    /// Its absolute deadline.
+    pub absolute_deadline: Option<Millis>,
+    /// The user, for a session started by a login.
+    pub user: Option<BoundUser>,
+    /// Its label.
+    pub label: Option<String>,
+    /// Its data (JSON values).
+    pub data: Vec<(String, String)>,
+}
+
+/// A change to a session's data and settings.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Delta {
+    /// Remove every key before applying `set`.
+    pub clear: bool,
+    /// Keys to set, with JSON values.
+    pub set: Vec<(String, String)>,
+    /// Keys to remove.
+    pub remove: Vec<String>,
+    /// A new idle timeout for this session.
+    pub idle_timeout: Option<Millis>,
+    /// A new label.
+    pub label: Option<String>,
+}
+
+impl Delta {
+    /// Whether applying it would change nothing.
+    pub fn is_empty(&self) -> bool {
+        !self.clear
+            && self.set.is_empty()
+            && self.remove.is_empty()
+            && self.idle_timeout.is_none()
+            && self.label.is_none()
+    }
+
+    /// Applies the data part of the delta to a map.
+    pub fn apply_to(&self, data: &mut HashMap<String, String>) {
+        if self.clear {
+            data.clear();
+        }
+        for key in &self.remove {
+            data.remove(key);
+        }
+        for (key, value) in &self.set {
+            data.insert(key.clone(), value.clone());
+        }
+    }
+}
+
+/// Parameters of [`SessionStore::rotate`](super::SessionStore::rotate).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rotation {
+    /// The session.
+    pub id: SessionId,
+    /// The token presented.
+    pub old: TokenDigest,
+    /// The candidate replacement.
+    pub new: TokenDigest,
+    /// The candidate replacement sealed under the old token.
+    pub sealed: String,
+    /// The current time (the replacement's TTG).
+    pub now: Millis,
+    /// How long the old token keeps working (OJS).
+    pub ojs: Millis,
+    /// How long the replacement lives unadopted (CIJS).
+    pub cijs: Millis,
+}
+
+/// The outcome of [`SessionStore::rotate`](super::SessionStore::rotate).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Rotated {
+    /// The candidate is now the session's token.
+    Installed,
+    /// Another request rotated first: its replacement, sealed under the old
+    /// token.
+    Existing(String),
+    /// The session or the token is gone.
+    Gone,
+}
+
+/// Parameters of [`SessionStore::login`](super::SessionStore::login).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Login {
+    /// The session the request had, whose data carries over and which ends.
+    pub from: Option<SessionId>,
+    /// Changes the request made before logging in, applied on top.
+    pub delta: Delta,
+    /// The authenticated session to start (its `user` is set).
+    pub session: NewSession,
+    /// Keep at most this many live sessions for the user, revoking the
+    /// oldest (by creation) beyond it.
+    pub max_sessions: Option<usize>,
+}
+
+/// The outcome of [`SessionStore::login`](super::SessionStore::login).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LoginOutcome {
+    /// The data the new session started with.
+    pub data: HashMap<String, String>,
+    /// Sessions revoked to respect the per-user limit.
+    pub evicted: Vec<SessionId>,
+}
+
+/// Which of a user's sessions to revoke.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Revoke {
+    /// One session.
+    One(SessionId),
+    /// All of them ("log out everywhere").
+    All,
+    /// All but this one ("log out everywhere else").
+    AllExcept(SessionId),
+}
+
+/// What a listing shows of a session. Never contains a token.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionInfo {
+    /// The session's handle.
+    pub id: SessionId,
+    /// When it started.
+    pub created_at: Millis,
+    /// When it was last used.
+    pub last_seen: Millis,
+    /// When it idles out if not used.
+    pub idle_deadline: Millis,
+    /// Its absolute deadline.
+    pub absolute_deadline: Option<Millis>,
+    /// Its label.
+    pub label: Option<String>,
+}
+
+impl From<&SessionRecord> for SessionInfo {
+    fn from(r: &SessionRecord) -> Self {
+        SessionInfo {
+            id: r.id.clone(),
+            created_at: r.created_at,
+            last_seen: r.last_seen,
+            idle_deadline: r.idle_deadline(),
+            absolute_deadline: r.absolute_deadline,
+            label: r.label.clone(),
+        }
+    }
+}
+
+/// A long connection (a WebSocket, an SSE stream) registered under a session.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Connection {
+    /// A unique id for the connection.
+    pub id: String,
+    /// The node (process) holding it.
+    pub node: String,
+    /// Its session.
+    pub session: SessionId,
+    /// When it opened.
+    pub opened_at: Millis,
+}
+
+/// Parameters of [`SessionStore::fetch`](super::SessionStore::fetch).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fetch {
+    /// The session.
+    pub id: SessionId,
+    /// The token the connection knows, to learn of its replacement.
+    pub known: Option<TokenDigest>,
+    /// The connection to keep registered, and until when.
+    pub lease: Option<(String, Millis)>,
+    /// The current time.
+    pub now: Millis,
+}
+
+/// The outcome of [`SessionStore::fetch`](super::SessionStore::fetch).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fetched {
+    /// The session, refreshed.
+    pub record: SessionRecord,
+    /// If the known token was replaced and is in its grace window: the
+    /// replacement, sealed under it.
+    pub replacement: Option<String>,
+    /// Whether the known token is still the current one.
+    pub known_is_current: bool,
+}
+
+/// Why a session ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EndReason {
+    /// The user logged out, or the application destroyed it.
+    LoggedOut,
+    /// Revoked through the user's session management.
+    Revoked,
+    /// Its deadline passed.
+    Expired,
+    /// A login replaced it by an authenticated session.
+    Replaced,
+    /// A token was reused after its grace window (a likely copy).
+    StaleToken,
+}
+
+/// An event on the [`SessionStore::subscribe`](super::SessionStore::subscribe) feed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionEnded {
+    /// The session.
+    pub id: SessionId,
+    /// Why.
+    pub reason: EndReason,
+}

@@ -1,0 +1,290 @@
+//! Session tokens, session ids and the digests stores key them by.
+//!
+//! A [`Token`] is the credential a client holds. It is made of a 4-character
+//! *routing tag* and a 256-bit secret from the OS CSPRNG, all URL-safe base64
+//! (47 characters). The tag is shared by every key of one session so that a
+//! store partitioned by key (Redis Cluster, a sharded memory map) can keep a
+//! session's keys together; it carries no secret and no metadata.
+//!
+//! Stores never see a token: they get a [`TokenDigest`], the tag plus a
+//! SHA-256 of the whole token, so that reading the store hands out no live
+//! credential. When a token is rotated the replacement must be handed to every
+//! concurrent request that still carries the old token, so the store keeps it
+//! *sealed* under the old token ([`seal`]/[`unseal`]): only a holder of the
+//! old token can open it.
+
+use std::fmt;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use base64::Engine;
+use rand::rngs::OsRng;
+use rand::TryRngCore;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// Length of the routing tag, in characters.
+pub(crate) const TAG_LEN: usize = 4;
+const TAG_BYTES: usize = 3;
+const SECRET_BYTES: usize = 32;
+const SECRET_LEN: usize = 43;
+/// Length of a well-formed token, in characters.
+pub const TOKEN_LEN: usize = TAG_LEN + SECRET_LEN;
+const ID_BYTES: usize = 16;
+const ID_LEN: usize = TAG_LEN + 22;
+const NONCE_BYTES: usize = 16;
+
+fn random<const N: usize>() -> [u8; N] {
+    let mut buf = [0u8; N];
+    // The OS generator failing means the machine cannot produce secrets at
+    // all; no session can be issued safely, so this is not recoverable.
+    OsRng
+        .try_fill_bytes(&mut buf)
+        .unwrap_or_else(|err| panic!("the OS random number generator failed: {err}"));
+    buf
+}
+
+fn is_b64url(s: &str) -> bool {
+    s.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// The routing tag shared by all keys of one session.
+///
+/// Anonymous sessions get a random tag; a logged-in session gets the tag of
+/// its user (derived from the user id), so that a user's sessions and their
+/// index live together and can be changed in one atomic step.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Tag(String);
+
+impl Tag {
+    /// A fresh random tag.
+    pub fn random() -> Self {
+        Tag(B64.encode(random::<TAG_BYTES>()))
+    }
+
+    /// The tag of a user: every session of that user carries it.
+    pub fn for_user(user_id: &str) -> Self {
+        let hash = Sha256::new()
+            .chain_update(b"sessionkit/user-tag\0")
+            .chain_update(user_id.as_bytes())
+            .finalize();
+        Tag(B64.encode(&hash[..TAG_BYTES]))
+    }
+
+    /// The tag as text (4 URL-safe characters).
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The stable, public id of a session (its *handle*).
+///
+/// It never changes while the session lives, token rotation does not touch
+/// it, and it grants nothing: it is what listings show and what revocation
+/// takes. It starts with the session's [`Tag`].
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SessionId(String);
+
+impl SessionId {
+    /// A fresh id under `tag`.
+    pub fn generate(tag: &Tag) -> Self {
+        SessionId(format!("{}{}", tag.0, B64.encode(random::<ID_BYTES>())))
+    }
+
+    /// Parses an id given by a client (for example in a revoke route).
+    /// Returns `None` unless it is well formed.
+    pub fn parse(s: &str) -> Option<Self> {
+        (s.len() == ID_LEN && is_b64url(s)).then(|| SessionId(s.to_owned()))
+    }
+
+    /// The routing tag this session's keys share.
+    pub fn tag(&self) -> Tag {
+        Tag(self.0[..TAG_LEN].to_owned())
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SessionId({})", self.0)
+    }
+}
+
+/// A session token: the credential in the cookie or header.
+///
+/// Its `Debug` output is redacted; use [`Token::fingerprint`] in logs.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Token(String);
+
+impl Token {
+    /// A fresh token under `tag`, with 256 bits from the OS CSPRNG.
+    pub fn generate(tag: &Tag) -> Self {
+        Token(format!("{}{}", tag.0, B64.encode(random::<SECRET_BYTES>())))
+    }
+
+    /// Parses a token presented by a client. Returns `None` for anything not
+    /// well formed (length, alphabet), so garbage never reaches a store.
+    pub fn parse(s: &str) -> Option<Self> {
+        (s.len() == TOKEN_LEN && is_b64url(s)).then(|| Token(s.to_owned()))
+    }
+
+    /// The routing tag of the token's session.
+    pub fn tag(&self) -> Tag {
+        Tag(self.0[..TAG_LEN].to_owned())
+    }
+
+    /// The token as text, for a cookie or header value.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The digest stores key this token by.
+    pub fn digest(&self) -> TokenDigest {
+        let hash = Sha256::new()
+            .chain_update(b"sessionkit/token\0")
+            .chain_update(self.0.as_bytes())
+            .finalize();
+        TokenDigest {
+            tag: self.tag(),
+            hash: B64.encode(hash),
+        }
+    }
+
+    /// A short, non-reversible fingerprint for logs: the first characters of
+    /// the digest. It identifies a token across log lines without exposing it.
+    pub fn fingerprint(&self) -> String {
+        let mut d = self.digest().hash;
+        d.truncate(10);
+        d
+    }
+
+    fn pad(&self, nonce: &[u8]) -> [u8; SECRET_BYTES] {
+        Sha256::new()
+            .chain_update(b"sessionkit/seal\0")
+            .chain_update(self.0.as_bytes())
+            .chain_update(nonce)
+            .finalize()
+            .into()
+    }
+}
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Token({}…)", self.fingerprint())
+    }
+}
+
+/// What a store knows of a token: its session's tag and a SHA-256 of it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct TokenDigest {
+    /// The routing tag, shared with the session's id.
+    pub tag: Tag,
+    /// URL-safe base64 of the token's SHA-256 (43 characters).
+    pub hash: String,
+}
+
+/// Seals `replacement` so that only a holder of `old` can open it.
+///
+/// The secret part of the replacement is XORed with a pad derived from the old
+/// token and a random nonce (SHA-256 used as a keyed PRF over a 256-bit key).
+/// The tag is not sealed: old and new tokens of a session share it.
+pub fn seal(old: &Token, replacement: &Token) -> String {
+    let nonce = random::<NONCE_BYTES>();
+    let pad = old.pad(&nonce);
+    let mut out = Vec::with_capacity(NONCE_BYTES + SECRET_BYTES);
+    out.extend_from_slice(&nonce);
+    // A token we generated always decodes; a parsed one was checked for the
+    // alphabet and length, so decoding cannot fail either.
+    let secret = B64
+        .decode(&replacement.0[TAG_LEN..])
+        .unwrap_or_else(|_| vec![0; SECRET_BYTES]);
+    out.extend(secret.iter().zip(pad).map(|(s, p)| s ^ p));
+    B64.encode(out)
+}
+
+/// Opens a replacement sealed under `old`. Returns `None` if `sealed` is not
+/// something [`seal`] produced.
+pub fn unseal(old: &Token, sealed: &str) -> Option<Token> {
+    let raw = B64.decode(sealed).ok()?;
+    if raw.len() != NONCE_BYTES + SECRET_BYTES {
+        return None;
+    }
+    let (nonce, body) = raw.split_at(NONCE_BYTES);
+    let pad = old.pad(nonce);
+    let secret: Vec<u8> = body.iter().zip(pad).map(|(s, p)| s ^ p).collect();
+    Some(Token(format!(
+        "{}{}",
+        &old.0[..TAG_LEN],
+        B64.encode(secret)
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_well_formed_and_distinct() {
+        let tag = Tag::random();
+        let a = Token::generate(&tag);
+        let b = Token::generate(&tag);
+        assert_eq!(a.as_str().len(), TOKEN_LEN);
+        assert_ne!(a, b);
+        assert_eq!(Token::parse(a.as_str()), Some(a.clone()));
+        assert_eq!(a.tag(), tag);
+        assert!(!format!("{a:?}").contains(a.as_str()));
+    }
+
+    #[test]
+    fn malformed_tokens_are_rejected() {
+        let good = Token::generate(&Tag::random());
+        assert!(Token::parse("").is_none());
+        assert!(Token::parse(&good.as_str()[1..]).is_none());
+        assert!(Token::parse(&format!("{}A", good.as_str())).is_none());
+        let mut bad = good.as_str().to_owned();
+        bad.replace_range(5..6, "+");
+        assert!(Token::parse(&bad).is_none());
+        assert!(Token::parse(&"é".repeat(TOKEN_LEN / 2)).is_none());
+    }
+
+    #[test]
+    fn digest_does_not_contain_the_token() {
+        let t = Token::generate(&Tag::random());
+        let d = t.digest();
+        assert!(!d.hash.contains(&t.as_str()[TAG_LEN..]));
+        assert_eq!(d, t.clone().digest());
+    }
+
+    #[test]
+    fn seal_round_trips_only_with_the_old_token() {
+        let tag = Tag::random();
+        let old = Token::generate(&tag);
+        let new = Token::generate(&tag);
+        let sealed = seal(&old, &new);
+        assert!(!sealed.contains(&new.as_str()[TAG_LEN..]));
+        assert_eq!(unseal(&old, &sealed), Some(new.clone()));
+        let other = Token::generate(&tag);
+        assert_ne!(unseal(&other, &sealed), Some(new));
+        assert_eq!(unseal(&old, "garbage"), None);
+    }
+
+    #[test]
+    fn user_tags_are_stable() {
+        assert_eq!(Tag::for_user("alice"), Tag::for_user("alice"));
+        assert_eq!(Tag::for_user("alice").as_str().len(), TAG_LEN);
+        let id = SessionId::generate(&Tag::for_user("alice"));
+        assert_eq!(id.tag(), Tag::for_user("alice"));
+        assert_eq!(SessionId::parse(id.as_str()), Some(id));
+    }
+}

@@ -1,0 +1,113 @@
+//! Where a token travels: the session cookie or the session header.
+//!
+//! Reading is strict. A value that is not exactly one well-formed token is
+//! treated as no token at all, without a store call: a cookie sent twice, a
+//! header repeated, non-UTF-8 bytes, the wrong length or alphabet.
+
+use cookie::Cookie;
+use http::header::{CACHE_CONTROL, COOKIE, SET_COOKIE};
+use http::{HeaderMap, HeaderValue};
+
+use crate::config::{Config, CookieConfig};
+use crate::token::Token;
+
+/// The transport a token came in on, and so goes back out on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Via {
+    Cookie,
+    Header,
+}
+
+/// Reads the request's token: the cookie first, then the header.
+pub(crate) fn read(headers: &HeaderMap, config: &Config) -> Option<(Token, Via)> {
+    if let Some(cookie) = &config.cookie {
+        if let Some(token) = read_cookie(headers, &cookie.name) {
+            return Some((token, Via::Cookie));
+        }
+    }
+    let name = config.header.as_ref()?;
+    let mut values = headers.get_all(name).iter();
+    let (Some(value), None) = (values.next(), values.next()) else {
+        return None;
+    };
+    Token::parse(value.to_str().ok()?.trim()).map(|t| (t, Via::Header))
+}
+
+fn read_cookie(headers: &HeaderMap, name: &str) -> Option<Token> {
+    let mut found = None;
+    // HTTP/2 may split cookies over several `Cookie` headers.
+    for header in headers.get_all(COOKIE) {
+        let Ok(text) = header.to_str() else { continue };
+        for cookie in Cookie::split_parse(text).flatten() {
+            if cookie.name() == name {
+                if found.is_some() {
+                    // Two values: one was planted (cookie tossing). Trust neither.
+                    return None;
+                }
+                found = Some(cookie.value().to_owned());
+            }
+        }
+    }
+    Token::parse(&found?)
+}
+
+fn cookie_for<'a>(c: &'a CookieConfig, value: &'a str) -> Cookie<'a> {
+    let mut builder = Cookie::build((c.name.as_str(), value))
+        .http_only(c.http_only)
+        .secure(c.secure)
+        .same_site(c.same_site)
+        .path(c.path.as_str());
+    if let Some(domain) = &c.domain {
+        builder = builder.domain(domain.as_str());
+    }
+    if let Some(max_age) = c.max_age {
+        if let Ok(max_age) = cookie::time::Duration::try_from(max_age) {
+            builder = builder.max_age(max_age);
+        }
+    }
+    builder.build()
+}
+
+/// Writes the token the client should hold from now on.
+pub(crate) fn write(headers: &mut HeaderMap, config: &Config, token: &Token, via: Option<Via>) {
+    let (cookie, header) = match via {
+        Some(Via::Cookie) => (true, false),
+        Some(Via::Header) => (false, true),
+        None => (config.announce_cookie, config.announce_header),
+    };
+    if let (true, Some(c)) = (cookie, &config.cookie) {
+        append_cookie(headers, &cookie_for(c, token.as_str()));
+    }
+    if let (true, Some(name)) = (header, &config.header) {
+        if let Ok(value) = HeaderValue::from_str(token.as_str()) {
+            headers.insert(name.clone(), value);
+        }
+    }
+    no_store(headers);
+}
+
+/// Tells the client to forget its token. The removal cookie carries the
+/// same attributes as the cookie it removes, or browsers would keep it.
+pub(crate) fn expire(headers: &mut HeaderMap, config: &Config, via: Option<Via>) {
+    if via == Some(Via::Header) {
+        return;
+    }
+    if let Some(c) = &config.cookie {
+        let mut cookie = cookie_for(c, "");
+        cookie.make_removal();
+        append_cookie(headers, &cookie);
+        no_store(headers);
+    }
+}
+
+fn append_cookie(headers: &mut HeaderMap, cookie: &Cookie<'_>) {
+    if let Ok(value) = HeaderValue::from_str(&cookie.to_string()) {
+        headers.append(SET_COOKIE, value);
+    }
+}
+
+/// A response that sets a token must never be cached, or a shared cache
+/// could hand one user's token to another.
+fn no_store(headers: &mut HeaderMap) {
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+}
