@@ -69,6 +69,9 @@ pub enum TokenState {
 }
 
 /// The outcome of [`SessionStore::load`](super::SessionStore::load).
+// `Found` is the common case; boxing it would add an allocation per request
+// to save stack space in the rare ones.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Lookup {
     /// No live session has this token.

@@ -1,0 +1,269 @@
+//! Helpers shared by the integration tests: requests through the real
+//! layer with `tower::ServiceExt::oneshot`, and store wrappers that count
+//! or fail calls.
+#![allow(dead_code)]
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use axum::body::Body;
+use axum::Router;
+use http::{Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use serde::{Deserialize, Serialize};
+use sessionkit::clock::Millis;
+use sessionkit::store::*;
+use sessionkit::token::TokenDigest;
+use sessionkit::{SessionId, SessionUser};
+use tokio::sync::broadcast;
+use tower::ServiceExt;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct User {
+    pub id: u64,
+    pub name: String,
+    pub role: String,
+}
+
+impl SessionUser for User {
+    fn id(&self) -> String {
+        self.id.to_string()
+    }
+}
+
+pub fn user(id: u64, name: &str) -> User {
+    User {
+        id,
+        name: name.into(),
+        role: "member".into(),
+    }
+}
+
+/// A response, its headers and its body read to a string.
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: http::HeaderMap,
+    pub body: String,
+}
+
+impl Reply {
+    /// The value of the `id` cookie set by the response, if any.
+    pub fn cookie(&self) -> Option<String> {
+        self.set_cookie("id")
+            .map(|c| c.value().to_owned())
+            .filter(|v| !v.is_empty())
+    }
+
+    /// The parsed `Set-Cookie` of cookie `name`.
+    pub fn set_cookie(&self, name: &str) -> Option<cookie::Cookie<'static>> {
+        self.headers
+            .get_all(http::header::SET_COOKIE)
+            .iter()
+            .filter_map(|v| cookie::Cookie::parse(v.to_str().ok()?.to_owned()).ok())
+            .find(|c| c.name() == name)
+    }
+
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+pub async fn send(app: &Router, req: Request<Body>) -> Reply {
+    let res: Response<Body> = app.clone().oneshot(req).await.unwrap();
+    let status = res.status();
+    let headers = res.headers().clone();
+    let bytes = res.into_body().collect().await.unwrap().to_bytes();
+    Reply {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&bytes).into_owned(),
+    }
+}
+
+pub fn get(uri: &str, token: Option<&str>) -> Request<Body> {
+    request("GET", uri, token)
+}
+
+pub fn post(uri: &str, token: Option<&str>) -> Request<Body> {
+    request("POST", uri, token)
+}
+
+pub fn request(method: &str, uri: &str, token: Option<&str>) -> Request<Body> {
+    let mut b = Request::builder().method(method).uri(uri);
+    if let Some(t) = token {
+        b = b.header("cookie", format!("id={t}"));
+    }
+    b.body(Body::empty()).unwrap()
+}
+
+/// Counts the calls a store receives, by method.
+#[derive(Clone)]
+pub struct Counting<S> {
+    pub inner: S,
+    pub loads: Arc<AtomicUsize>,
+    pub writes: Arc<AtomicUsize>,
+}
+
+impl<S> Counting<S> {
+    pub fn new(inner: S) -> Self {
+        Counting {
+            inner,
+            loads: Arc::default(),
+            writes: Arc::default(),
+        }
+    }
+    pub fn calls(&self) -> (usize, usize) {
+        (
+            self.loads.load(Ordering::SeqCst),
+            self.writes.load(Ordering::SeqCst),
+        )
+    }
+    fn write(&self) {
+        self.writes.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[async_trait]
+impl<S: SessionStore> SessionStore for Counting<S> {
+    async fn load(&self, token: &TokenDigest, opts: &LoadOptions) -> Result<Lookup> {
+        self.loads.fetch_add(1, Ordering::SeqCst);
+        self.inner.load(token, opts).await
+    }
+    async fn create(&self, new: &NewSession) -> Result<()> {
+        self.write();
+        self.inner.create(new).await
+    }
+    async fn save(&self, id: &SessionId, delta: &Delta, now: Millis) -> Result<bool> {
+        self.write();
+        self.inner.save(id, delta, now).await
+    }
+    async fn rotate(&self, r: &Rotation) -> Result<Rotated> {
+        self.write();
+        self.inner.rotate(r).await
+    }
+    async fn regenerate(
+        &self,
+        id: &SessionId,
+        new: &TokenDigest,
+        delta: &Delta,
+        now: Millis,
+    ) -> Result<bool> {
+        self.write();
+        self.inner.regenerate(id, new, delta, now).await
+    }
+    async fn login(&self, login: &Login) -> Result<LoginOutcome> {
+        self.write();
+        self.inner.login(login).await
+    }
+    async fn destroy(&self, id: &SessionId, reason: EndReason, now: Millis) -> Result<bool> {
+        self.write();
+        self.inner.destroy(id, reason, now).await
+    }
+    async fn list_sessions(&self, user_id: &str, now: Millis) -> Result<Vec<SessionInfo>> {
+        self.inner.list_sessions(user_id, now).await
+    }
+    async fn revoke(&self, user_id: &str, scope: &Revoke, now: Millis) -> Result<Vec<SessionId>> {
+        self.write();
+        self.inner.revoke(user_id, scope, now).await
+    }
+    async fn sync_user(&self, user: &BoundUser, now: Millis) -> Result<usize> {
+        self.write();
+        self.inner.sync_user(user, now).await
+    }
+    async fn connect(&self, conn: &Connection, lease_until: Millis, now: Millis) -> Result<bool> {
+        self.inner.connect(conn, lease_until, now).await
+    }
+    async fn fetch(&self, f: &Fetch) -> Result<Option<Fetched>> {
+        self.inner.fetch(f).await
+    }
+    async fn disconnect(&self, id: &SessionId, connection_id: &str) -> Result<()> {
+        self.inner.disconnect(id, connection_id).await
+    }
+    async fn list_connections(&self, user_id: &str, now: Millis) -> Result<Vec<Connection>> {
+        self.inner.list_connections(user_id, now).await
+    }
+    fn subscribe(&self) -> broadcast::Receiver<SessionEnded> {
+        self.inner.subscribe()
+    }
+}
+
+/// A store that is down (every call fails) or hung (every call waits
+/// forever).
+#[derive(Clone, Copy)]
+pub enum Broken {
+    Down,
+    Hung,
+}
+
+impl Broken {
+    async fn fail<T>(self) -> Result<T> {
+        if let Broken::Hung = self {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+        }
+        Err(StoreError::backend("connection refused"))
+    }
+}
+
+#[async_trait]
+impl SessionStore for Broken {
+    async fn load(&self, _: &TokenDigest, _: &LoadOptions) -> Result<Lookup> {
+        self.fail().await
+    }
+    async fn create(&self, _: &NewSession) -> Result<()> {
+        self.fail().await
+    }
+    async fn save(&self, _: &SessionId, _: &Delta, _: Millis) -> Result<bool> {
+        self.fail().await
+    }
+    async fn rotate(&self, _: &Rotation) -> Result<Rotated> {
+        self.fail().await
+    }
+    async fn regenerate(
+        &self,
+        _: &SessionId,
+        _: &TokenDigest,
+        _: &Delta,
+        _: Millis,
+    ) -> Result<bool> {
+        self.fail().await
+    }
+    async fn login(&self, _: &Login) -> Result<LoginOutcome> {
+        self.fail().await
+    }
+    async fn destroy(&self, _: &SessionId, _: EndReason, _: Millis) -> Result<bool> {
+        self.fail().await
+    }
+    async fn list_sessions(&self, _: &str, _: Millis) -> Result<Vec<SessionInfo>> {
+        self.fail().await
+    }
+    async fn revoke(&self, _: &str, _: &Revoke, _: Millis) -> Result<Vec<SessionId>> {
+        self.fail().await
+    }
+    async fn sync_user(&self, _: &BoundUser, _: Millis) -> Result<usize> {
+        self.fail().await
+    }
+    async fn connect(&self, _: &Connection, _: Millis, _: Millis) -> Result<bool> {
+        self.fail().await
+    }
+    async fn fetch(&self, _: &Fetch) -> Result<Option<Fetched>> {
+        self.fail().await
+    }
+    async fn disconnect(&self, _: &SessionId, _: &str) -> Result<()> {
+        self.fail().await
+    }
+    async fn list_connections(&self, _: &str, _: Millis) -> Result<Vec<Connection>> {
+        self.fail().await
+    }
+    fn subscribe(&self) -> broadcast::Receiver<SessionEnded> {
+        broadcast::channel(1).1
+    }
+}
