@@ -4,7 +4,7 @@
 
 mod support;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -624,59 +624,6 @@ async fn nonsense_configuration_is_refused() {
     );
     assert!(b().sfr(Duration::from_secs(60)).try_build().is_ok());
     assert!(b().cookie_name("__Host-x").try_build().is_ok());
-}
-
-/// Everything logged while a session is created, used, rotated and logged
-/// out: the token must never appear.
-#[tokio::test]
-async fn tokens_never_appear_in_logs() {
-    #[derive(Clone, Default)]
-    struct Buf(Arc<Mutex<Vec<u8>>>);
-    impl std::io::Write for Buf {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let buf = Buf::default();
-    let writer = buf.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
-
-    let clock = ManualClock::new();
-    let app = routes().layer(
-        SessionLayer::builder(MemoryStore::with_clock(clock.clone()))
-            .clock(clock.clone())
-            .sfr(Duration::from_secs(60))
-            .build(),
-    );
-    let mut seen = Vec::new();
-    let t1 = send(&app, post("/count", None)).await.cookie().unwrap();
-    seen.push(t1.clone());
-    clock.advance(Duration::from_secs(61));
-    let t2 = send(&app, get("/read", Some(&t1))).await.cookie().unwrap();
-    seen.push(t2.clone());
-    let t3 = send(&app, post("/login", Some(&t2)))
-        .await
-        .cookie()
-        .unwrap();
-    seen.push(t3.clone());
-    clock.advance(Duration::from_secs(3600));
-    send(&app, get("/read", Some(&t1))).await;
-    send(&app, post("/logout", Some(&t3))).await;
-
-    let logs = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
-    assert!(logs.contains("session"), "something was logged: {logs}");
-    for token in seen {
-        assert!(!logs.contains(&token), "token in logs");
-        assert!(!logs.contains(&token[4..20]), "token prefix in logs");
-    }
 }
 
 #[tokio::test]

@@ -6,12 +6,15 @@
 //! that changes tag holds exactly one lock, once. Locks are never held across
 //! an `.await`.
 //!
-//! Expiry does not scan: each shard keeps a min-heap of `(deadline, id)`. The
-//! heap holds one entry per session, pushed at creation; when an entry comes
-//! due and the session's real deadline has moved on (it was used since), the
-//! entry is pushed again at the new deadline. A background task pops what is
-//! due once a second, and writes pop a little too, so memory returns whether
-//! or not a runtime runs the task.
+//! Expiry does not scan: each shard keeps a min-heap of `(deadline, id)`.
+//! Each session remembers the deadline its heap entry was pushed for
+//! (`scheduled`). When an entry comes due and the session's real deadline has
+//! moved later (it was used since), it is pushed again at the new deadline;
+//! when a change moves the deadline earlier (a rotation whose replacement may
+//! never be adopted), a new entry is pushed at once and the old one is
+//! recognised as stale when popped. So the heap holds about one entry per
+//! session. A background task pops what is due once a second, and writes pop
+//! a little too, so memory returns whether or not a runtime runs the task.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
@@ -65,6 +68,8 @@ struct Entry {
     lapse_at: Millis,
     previous: Option<Previous>,
     connections: HashMap<String, (Connection, Millis)>,
+    /// The deadline of this session's authoritative heap entry.
+    scheduled: Millis,
 }
 
 struct Previous {
@@ -252,14 +257,18 @@ impl Shard {
             if *due > now {
                 break;
             }
-            let Some(Reverse((_, id))) = self.expiry.pop() else {
+            let Some(Reverse((due, id))) = self.expiry.pop() else {
                 break;
             };
-            let Some(entry) = self.sessions.get(&id) else {
+            let Some(entry) = self.sessions.get_mut(&id) else {
                 continue;
             };
+            if entry.scheduled != due {
+                continue; // superseded by an earlier entry
+            }
             let expires_at = entry.expires_at();
             if expires_at > now {
+                entry.scheduled = expires_at;
                 self.expiry.push(Reverse((expires_at, id)));
                 continue;
             }
@@ -310,6 +319,7 @@ impl Shard {
             lapse_at: 0,
             previous: None,
             connections: HashMap::new(),
+            scheduled: 0,
             record,
         };
         if let Some(user) = &new.user {
@@ -318,10 +328,21 @@ impl Shard {
                 .or_default()
                 .insert(new.id.clone());
         }
-        self.expiry
-            .push(Reverse((entry.expires_at(), new.id.clone())));
         self.tokens.insert(new.token.hash.clone(), new.id.clone());
         self.sessions.insert(new.id.clone(), entry);
+        self.reschedule(&new.id);
+    }
+
+    /// Pushes a heap entry if the session's deadline moved earlier than the
+    /// one it is scheduled for (later moves are found when the entry pops).
+    fn reschedule(&mut self, id: &SessionId) {
+        if let Some(entry) = self.sessions.get_mut(id) {
+            let expires_at = entry.expires_at();
+            if entry.scheduled == 0 || expires_at < entry.scheduled {
+                entry.scheduled = expires_at;
+                self.expiry.push(Reverse((expires_at, id.clone())));
+            }
+        }
     }
 
     /// Removes a session and everything that points at it.
@@ -469,13 +490,17 @@ impl SessionStore for MemoryStore {
         let mut ended = Vec::new();
         let saved = {
             let mut shard = self.inner.shard(&id.tag());
-            match shard.live(id, now, &mut ended) {
+            let saved = match shard.live(id, now, &mut ended) {
                 Some(entry) => {
                     entry.apply(delta);
                     true
                 }
                 None => false,
+            };
+            if saved {
+                shard.reschedule(id);
             }
+            saved
         };
         self.inner.end(ended);
         Ok(saved)
@@ -535,6 +560,7 @@ impl SessionStore for MemoryStore {
             }
             if outcome == Rotated::Installed {
                 shard.tokens.insert(r.new.hash.clone(), r.id.clone());
+                shard.reschedule(&r.id);
             }
             outcome
         };
