@@ -1,1 +1,417 @@
-fn main() {}
+//! A small app showing everything sessionkit does.
+//!
+//! ```text
+//! cargo run --example demo                       # in-memory store, 127.0.0.1:3000
+//! PORT=3001 cargo run --example demo             # another port
+//! REDIS_URL=redis://127.0.0.1:6379 cargo run --example demo
+//! SESSION_SFR_SECS=30 SESSION_OJS_SECS=10 SESSION_CIJS_SECS=20 cargo run --example demo
+//! ```
+//!
+//! Two demo processes on different ports sharing one Redis share sessions:
+//! log in on one, revoke from the other, and the first one's socket closes.
+//!
+//! Routes: `GET /` (the page), `POST /login` (form or JSON field `user`),
+//! `POST /logout`, `GET /api/me`, `POST /api/counter`, `GET /api/sessions`,
+//! `DELETE /api/sessions/{id}`, `POST /api/logout-everywhere`,
+//! `POST /api/logout-others`, `GET /api/connections`, `GET /ws`.
+
+use std::time::{Duration, SystemTime};
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{FromRequest, Path, Request};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{delete, get, post};
+use axum::{Form, Json, Router};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use sessionkit::{LiveSession, Session, SessionId, SessionLayer, SessionStore, SessionUser};
+
+/// The demo's user: the name typed at login is the id.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DemoUser {
+    pub name: String,
+}
+
+impl SessionUser for DemoUser {
+    fn id(&self) -> String {
+        self.name.clone()
+    }
+}
+
+/// Regeneration settings from `SESSION_SFR_SECS`, `SESSION_OJS_SECS` and
+/// `SESSION_CIJS_SECS`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Regeneration {
+    pub sfr: Option<Duration>,
+    pub ojs: Option<Duration>,
+    pub cijs: Option<Duration>,
+}
+
+impl Regeneration {
+    pub fn from_env() -> Self {
+        let secs = |name: &str| {
+            std::env::var(name)
+                .ok()
+                .and_then(|v| v.parse::<u64>().ok())
+                .map(Duration::from_secs)
+        };
+        Regeneration {
+            sfr: secs("SESSION_SFR_SECS"),
+            ojs: secs("SESSION_OJS_SECS"),
+            cijs: secs("SESSION_CIJS_SECS"),
+        }
+    }
+}
+
+/// The demo app on `store`.
+pub fn app(store: impl SessionStore, regeneration: Regeneration) -> Router {
+    let mut builder = SessionLayer::builder(store)
+        // The demo serves plain HTTP on loopback; a real deployment keeps
+        // the default `Secure` cookie.
+        .secure(false)
+        // Browsers use the cookie; the header is there for API clients that
+        // send one, without announcing tokens to page scripts.
+        .announce(true, false)
+        .connection_heartbeat(Duration::from_secs(5));
+    if let Some(sfr) = regeneration.sfr {
+        builder = builder.sfr(sfr);
+        if let Some(ojs) = regeneration.ojs {
+            builder = builder.ojs(ojs);
+        }
+        if let Some(cijs) = regeneration.cijs {
+            builder = builder.cijs(cijs);
+        }
+    }
+    Router::new()
+        .route("/", get(page))
+        .route("/login", post(login))
+        .route("/logout", post(logout))
+        .route("/api/me", get(me))
+        .route("/api/counter", post(increment))
+        .route("/api/sessions", get(sessions))
+        .route("/api/sessions/{id}", delete(revoke))
+        .route("/api/logout-everywhere", post(logout_everywhere))
+        .route("/api/logout-others", post(logout_others))
+        .route("/api/connections", get(connections))
+        .route("/ws", get(ws))
+        .layer(builder.build())
+}
+
+fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn age_secs(t: Option<SystemTime>) -> Option<u64> {
+    t.and_then(|t| SystemTime::now().duration_since(t).ok())
+        .map(|d| d.as_secs())
+}
+
+fn state_json(session: &Session) -> Result<Value, sessionkit::Error> {
+    let user: Option<DemoUser> = session.user()?;
+    let counter: u64 = session.get("counter")?.unwrap_or(0);
+    Ok(json!({
+        "user": user.map(|u| u.name),
+        "counter": counter,
+        "token_age_secs": age_secs(session.ttg()),
+        "rotated_at_ms": session.rotated_at().map(unix_ms),
+    }))
+}
+
+async fn me(session: Session) -> Result<Json<Value>, sessionkit::Error> {
+    Ok(Json(state_json(&session)?))
+}
+
+async fn increment(session: Session) -> Result<Json<Value>, sessionkit::Error> {
+    let counter: u64 = session.get("counter")?.unwrap_or(0) + 1;
+    session.insert("counter", counter)?;
+    Ok(Json(json!({ "counter": counter })))
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    user: String,
+}
+
+/// `POST /login` with a form (from the page: redirects back) or JSON.
+async fn login(session: Session, headers: HeaderMap, req: Request) -> Response {
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    let form = if is_json {
+        Json::<LoginForm>::from_request(req, &())
+            .await
+            .map(|Json(f)| f)
+            .map_err(IntoResponse::into_response)
+    } else {
+        Form::<LoginForm>::from_request(req, &())
+            .await
+            .map(|Form(f)| f)
+            .map_err(IntoResponse::into_response)
+    };
+    let form = match form {
+        Ok(form) => form,
+        Err(rejection) => return rejection,
+    };
+    let name = form.user.trim();
+    if name.is_empty() || name.len() > 64 {
+        return (StatusCode::UNPROCESSABLE_ENTITY, "user: 1 to 64 characters").into_response();
+    }
+    let user = DemoUser { name: name.into() };
+    if let Err(err) = session.login(&user).await {
+        return err.into_response();
+    }
+    let agent = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("unknown device");
+    session.set_label(agent.chars().take(80).collect::<String>());
+    if is_json {
+        Json(json!({ "user": user.name })).into_response()
+    } else {
+        Redirect::to("/").into_response()
+    }
+}
+
+async fn logout(session: Session, headers: HeaderMap) -> Result<Response, sessionkit::Error> {
+    session.logout().await?;
+    Ok(back_or(&headers, Json(json!({ "user": null }))))
+}
+
+/// Form posts from the page go back to it; API clients get JSON.
+fn back_or(headers: &HeaderMap, json: Json<Value>) -> Response {
+    let from_page = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/html"));
+    if from_page {
+        Redirect::to("/").into_response()
+    } else {
+        json.into_response()
+    }
+}
+
+async fn sessions(session: Session) -> Result<Response, sessionkit::Error> {
+    if session.user_id().is_none() {
+        return Ok((StatusCode::UNAUTHORIZED, "log in first").into_response());
+    }
+    let me = session.id();
+    let list: Vec<Value> = session
+        .sessions()
+        .await?
+        .into_iter()
+        .map(|s| {
+            json!({
+                "id": s.id,
+                "current": Some(&s.id) == me.as_ref(),
+                "label": s.label,
+                "created_at_ms": s.created_at,
+                "last_seen_ms": s.last_seen,
+                "idle_deadline_ms": s.idle_deadline,
+                "absolute_deadline_ms": s.absolute_deadline,
+            })
+        })
+        .collect();
+    Ok(Json(Value::Array(list)).into_response())
+}
+
+async fn revoke(session: Session, Path(id): Path<String>) -> Result<Response, sessionkit::Error> {
+    if session.user_id().is_none() {
+        return Ok((StatusCode::UNAUTHORIZED, "log in first").into_response());
+    }
+    // Only ids of this user's own sessions do anything; anything else is a
+    // 404, whether it exists for another user or not at all.
+    let Some(id) = SessionId::parse(&id) else {
+        return Ok(StatusCode::NOT_FOUND.into_response());
+    };
+    Ok(if session.revoke(&id).await? {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        StatusCode::NOT_FOUND.into_response()
+    })
+}
+
+async fn logout_everywhere(
+    session: Session,
+    headers: HeaderMap,
+) -> Result<Response, sessionkit::Error> {
+    let revoked = session.logout_everywhere().await?;
+    Ok(back_or(&headers, Json(json!({ "revoked": revoked }))))
+}
+
+async fn logout_others(
+    session: Session,
+    headers: HeaderMap,
+) -> Result<Response, sessionkit::Error> {
+    let revoked = session.logout_others().await?;
+    Ok(back_or(&headers, Json(json!({ "revoked": revoked }))))
+}
+
+async fn connections(session: Session) -> Result<Response, sessionkit::Error> {
+    let Some(user) = session.user_id() else {
+        return Ok((StatusCode::UNAUTHORIZED, "log in first").into_response());
+    };
+    let list = session.manager().connections(&user).await?;
+    Ok(Json(json!(list)).into_response())
+}
+
+async fn ws(upgrade: WebSocketUpgrade, session: Session) -> Result<Response, sessionkit::Error> {
+    let live = session.connect().await?;
+    let hello = json!({ "type": "hello", "state": state_json(&session)? });
+    Ok(upgrade.on_upgrade(move |socket| serve_socket(socket, live, hello)))
+}
+
+/// Sends the hello, echoes the session state on every message, and closes
+/// with 1008 (policy violation) the moment the session ends anywhere.
+async fn serve_socket(mut socket: WebSocket, mut live: LiveSession, hello: Value) {
+    if socket
+        .send(Message::Text(hello.to_string().into()))
+        .await
+        .is_err()
+    {
+        live.close().await;
+        return;
+    }
+    loop {
+        tokio::select! {
+            reason = live.ended() => {
+                let reason = format!("session ended: {reason:?}");
+                let frame = CloseFrame { code: 1008, reason: reason.into() };
+                let _ = socket.send(Message::Close(Some(frame))).await;
+                break;
+            }
+            Some(_) = live.token_changed() => {
+                // The page learns its session was rotated; the new token
+                // itself travels in the next HTTP response's cookie.
+                let note = json!({ "type": "rotated" });
+                if socket.send(Message::Text(note.to_string().into())).await.is_err() {
+                    break;
+                }
+            }
+            msg = socket.recv() => match msg {
+                Some(Ok(Message::Text(_) | Message::Binary(_))) => {
+                    let reply = match live.session().await {
+                        Ok(session) => match state_json(&session) {
+                            Ok(state) => json!({ "type": "state", "state": state }),
+                            Err(_) => json!({ "type": "error" }),
+                        },
+                        Err(_) => json!({ "type": "error" }),
+                    };
+                    if socket.send(Message::Text(reply.to_string().into())).await.is_err() {
+                        break;
+                    }
+                }
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+    live.close().await;
+}
+
+async fn page(session: Session) -> Result<Html<String>, sessionkit::Error> {
+    let state = state_json(&session)?;
+    let user = state["user"].as_str().map(html_escape);
+    let me = session.id();
+    let mut rows = String::new();
+    if user.is_some() {
+        for s in session.sessions().await? {
+            let current = Some(&s.id) == me.as_ref();
+            let label = html_escape(s.label.as_deref().unwrap_or("unknown device"));
+            let seen = s.last_seen / 1000;
+            let action = if current {
+                "<em>this device</em>".to_owned()
+            } else {
+                format!("<button onclick=\"revoke('{}')\">Revoke</button>", s.id)
+            };
+            rows.push_str(&format!(
+                "<tr><td><code>{}</code></td><td>{label}</td><td class=ts data-s={seen}></td><td>{action}</td></tr>",
+                &s.id.as_str()[..10]
+            ));
+        }
+    }
+    let who = match &user {
+        Some(name) => format!(
+            "Logged in as <strong>{name}</strong>. \
+             <form method=post action=/logout><button>Log out</button></form> \
+             <form method=post action=/api/logout-others><button>Log out other devices</button></form> \
+             <form method=post action=/api/logout-everywhere><button>Log out everywhere</button></form>"
+        ),
+        None => "Anonymous. <form method=post action=/login>\
+                 <input name=user placeholder=name required maxlength=64> <button>Log in</button></form>"
+            .to_owned(),
+    };
+    let rotated = match state["rotated_at_ms"].as_u64() {
+        Some(ms) => format!("<span class=ts data-s={}></span>", ms / 1000),
+        None => "never".to_owned(),
+    };
+    let token_age = state["token_age_secs"]
+        .as_u64()
+        .map_or("no session yet".to_owned(), |s| format!("{s} s"));
+    Ok(Html(format!(
+        include_str!("demo.html"),
+        who = who,
+        counter = state["counter"],
+        token_age = token_age,
+        rotated = rotated,
+        rows = if user.is_some() {
+            format!("<table><tr><th>id</th><th>device</th><th>last seen</th><th></th></tr>{rows}</table>")
+        } else {
+            "<p>Log in to see your sessions.</p>".to_owned()
+        },
+    )))
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}
+
+#[allow(dead_code)]
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,sessionkit=debug".into()),
+        )
+        .init();
+    let port: u16 = std::env::var("PORT")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(3000);
+    let regeneration = Regeneration::from_env();
+    let app = match std::env::var("REDIS_URL") {
+        Ok(url) => redis_app(&url, regeneration).await?,
+        Err(_) => {
+            tracing::info!("in-memory store (set REDIS_URL to share sessions between processes)");
+            app(sessionkit::MemoryStore::new(), regeneration)
+        }
+    };
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+    tracing::info!("listening on http://{}", listener.local_addr()?);
+    axum::serve(listener, app).await?;
+    Ok(())
+}
+
+#[cfg(feature = "redis")]
+async fn redis_app(
+    url: &str,
+    regeneration: Regeneration,
+) -> Result<Router, Box<dyn std::error::Error>> {
+    tracing::info!("Redis store at {url}");
+    Ok(app(
+        sessionkit::RedisStore::connect(url).await?,
+        regeneration,
+    ))
+}
+
+#[cfg(not(feature = "redis"))]
+async fn redis_app(_: &str, _: Regeneration) -> Result<Router, Box<dyn std::error::Error>> {
+    Err("REDIS_URL is set but the demo was built without the `redis` feature".into())
+}

@@ -14,6 +14,7 @@ use crate::store::StoreError;
 /// | [`Error::Store`] | 503 Service Unavailable | `session store unavailable` |
 /// | [`Error::Serialization`] | 500 Internal Server Error | `session data error` |
 /// | [`Error::MissingLayer`] | 500 Internal Server Error | `Session extractor used without SessionLayer` |
+/// | [`Error::NoSession`] | 401 Unauthorized | `no session` |
 ///
 /// Bodies are short and never echo data, tokens or store messages; details
 /// go to `tracing`.
@@ -26,6 +27,10 @@ pub enum Error {
     Serialization(serde_json::Error),
     /// `Session` was extracted on a route the `SessionLayer` does not wrap.
     MissingLayer,
+    /// The operation needs a stored session and there is none (or it ended):
+    /// for example [`Session::connect`](crate::Session::connect) on a request
+    /// without one.
+    NoSession,
 }
 
 impl Error {
@@ -36,6 +41,7 @@ impl Error {
             Error::Serialization(_) | Error::MissingLayer => {
                 http::StatusCode::INTERNAL_SERVER_ERROR
             }
+            Error::NoSession => http::StatusCode::UNAUTHORIZED,
         }
     }
 
@@ -45,6 +51,7 @@ impl Error {
             Error::Store(_) => "session store unavailable",
             Error::Serialization(_) => "session data error",
             Error::MissingLayer => "Session extractor used without SessionLayer",
+            Error::NoSession => "no session",
         }
     }
 }
@@ -57,6 +64,7 @@ impl fmt::Display for Error {
             Error::MissingLayer => f.write_str(
                 "the Session extractor needs SessionLayer on the route (Router::layer(SessionLayer::builder(store).build()))",
             ),
+            Error::NoSession => f.write_str("no stored session"),
         }
     }
 }
@@ -66,7 +74,7 @@ impl std::error::Error for Error {
         match self {
             Error::Store(e) => Some(e),
             Error::Serialization(e) => Some(e),
-            Error::MissingLayer => None,
+            Error::MissingLayer | Error::NoSession => None,
         }
     }
 }

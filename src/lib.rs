@@ -54,6 +54,7 @@
 
 pub mod clock;
 mod config;
+pub mod connection;
 mod error;
 pub mod layer;
 mod manager;
@@ -66,6 +67,7 @@ mod user;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{ConfigError, Rotation, StaleTokenPolicy, DEFAULT_CIJS, DEFAULT_OJS};
+pub use connection::LiveSession;
 pub use cookie::SameSite;
 pub use error::Error;
 pub use layer::{SessionLayer, SessionLayerBuilder};

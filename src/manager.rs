@@ -40,10 +40,7 @@ impl SessionManager {
     /// default store timeout).
     pub fn new(store: impl SessionStore) -> Self {
         SessionManager {
-            shared: Arc::new(Shared {
-                store: Arc::new(store),
-                config: Config::default(),
-            }),
+            shared: Arc::new(Shared::new(Arc::new(store), Config::default())),
         }
     }
 

@@ -149,6 +149,36 @@ impl Session {
         &self.inner.shared
     }
 
+    pub(crate) fn shared_arc(&self) -> Arc<Shared> {
+        self.inner.shared.clone()
+    }
+
+    /// The stored session's id and the token the client holds, if any.
+    pub(crate) fn identity(&self) -> Option<(SessionId, Option<Token>)> {
+        let st = self.state();
+        let id = st.record.as_ref()?.id.clone();
+        Some((id, st.token.clone()))
+    }
+
+    /// A session read outside a request (for a long connection): already
+    /// loaded, saved explicitly with [`save`](Self::save).
+    pub(crate) fn detached(
+        shared: Arc<Shared>,
+        record: SessionRecord,
+        token: Option<Token>,
+    ) -> Self {
+        let session = Session::new(shared, None);
+        {
+            let mut st = session.state();
+            st.data = record.data.clone();
+            st.record = Some(record);
+            st.token = token;
+        }
+        // A fresh cell cannot be set already.
+        let _ = session.inner.loaded.set(());
+        session
+    }
+
     /// Loads the session once per request; later calls return at once.
     pub(crate) async fn load(&self) -> Result<(), Error> {
         self.inner
@@ -270,59 +300,88 @@ impl Session {
     /// Saves what changed and decides what the response says about the
     /// token. Runs after the handler, before the response leaves.
     pub(crate) async fn commit(&self) -> Result<Outcome, Error> {
+        self.save().await?;
         let via = self.inner.presented.as_ref().map(|(_, via)| *via);
+        let st = self.state();
+        Ok(match (&st.token, st.send_token, st.ended) {
+            (Some(token), true, _) => Outcome::Send(token.clone(), via),
+            (_, _, true) => Outcome::Expire(via),
+            _ => Outcome::Nothing,
+        })
+    }
+
+    /// Writes the changes made so far now, instead of after the handler
+    /// (the layer saves whatever is left then). Only the keys that changed
+    /// are written. A session that ended meanwhile is not brought back: the
+    /// changes are dropped and the session reads as empty afterwards.
+    pub async fn save(&self) -> Result<(), Error> {
         let shared = self.shared();
         let now = shared.now();
-        let (id, delta, idle) = {
+        let (id, changes) = {
             let st = self.state();
-            let delta = st.changes.delta();
-            if delta.is_empty() {
-                return Ok(match (&st.token, st.send_token, st.ended) {
-                    (Some(token), true, _) => Outcome::Send(token.clone(), via),
-                    (_, _, true) => Outcome::Expire(via),
-                    _ => Outcome::Nothing,
-                });
+            if st.changes.delta().is_empty() {
+                return Ok(());
             }
-            let idle = st.changes.idle_timeout;
-            (st.record.as_ref().map(|r| r.id.clone()), delta, idle)
+            (st.record.as_ref().map(|r| r.id.clone()), st.changes.clone())
         };
-        match id {
-            Some(id) => {
-                let saved = shared
-                    .call("save", shared.store.save(&id, &delta, now))
-                    .await?;
-                let st = self.state();
-                if !saved {
-                    // Destroyed meanwhile (logout elsewhere, revocation):
-                    // a write must not bring it back.
-                    tracing::debug!(session = %id, "session ended during the request; changes dropped");
-                    return Ok(Outcome::Expire(via));
-                }
-                Ok(match (&st.token, st.send_token) {
-                    (Some(token), true) => Outcome::Send(token.clone(), via),
-                    _ => Outcome::Nothing,
-                })
-            }
-            None => {
-                let id = SessionId::generate(&Tag::random());
-                let token = Token::generate(&id.tag());
-                let new = NewSession {
-                    id,
-                    token: token.digest(),
-                    now,
-                    idle_timeout: idle.unwrap_or(ms(shared.config.idle_timeout)),
-                    absolute_deadline: self.absolute_deadline(now),
-                    user: None,
-                    label: delta.label,
-                    data: delta.set,
-                };
-                shared.call("create", shared.store.create(&new)).await?;
-                tracing::debug!(session = %new.id, token = %token.fingerprint(), "session created");
-                // A token that failed to load is replaced on the transport
-                // it came in on; a request without one hears of it on all.
-                Ok(Outcome::Send(token, via))
-            }
+        let delta = changes.delta();
+        let Some(id) = id else {
+            return self.create(changes, now).await;
+        };
+        let saved = shared
+            .call("save", shared.store.save(&id, &delta, now))
+            .await?;
+        if saved {
+            self.state().changes = Changes::default();
+        } else {
+            // Ended meanwhile (logout elsewhere, revocation): a write must
+            // not bring it back.
+            tracing::debug!(session = %id, "session ended during the request; changes dropped");
+            self.forget();
         }
+        Ok(())
+    }
+
+    /// Stores a new session holding `changes`, with a fresh token.
+    async fn create(&self, changes: Changes, now: Millis) -> Result<(), Error> {
+        let shared = self.shared();
+        let id = SessionId::generate(&Tag::random());
+        let token = Token::generate(&id.tag());
+        let delta = changes.delta();
+        let new = NewSession {
+            id,
+            token: token.digest(),
+            now,
+            idle_timeout: changes
+                .idle_timeout
+                .unwrap_or(ms(shared.config.idle_timeout)),
+            absolute_deadline: self.absolute_deadline(now),
+            user: None,
+            label: delta.label,
+            data: delta.set,
+        };
+        shared.call("create", shared.store.create(&new)).await?;
+        tracing::debug!(session = %new.id, token = %token.fingerprint(), "session created");
+        let mut st = self.state();
+        st.record = Some(SessionRecord {
+            id: new.id,
+            created_at: now,
+            last_seen: now,
+            idle_timeout: new.idle_timeout,
+            absolute_deadline: new.absolute_deadline,
+            ttg: now,
+            rotated_at: None,
+            user: None,
+            label: new.label,
+            data: new.data.into_iter().collect(),
+        });
+        // A token that failed to load is replaced on the transport it came
+        // in on; a request without one hears of it on every transport.
+        st.token = Some(token);
+        st.send_token = true;
+        st.ended = false;
+        st.changes = Changes::default();
+        Ok(())
     }
 
     fn absolute_deadline(&self, now: Millis) -> Option<Millis> {

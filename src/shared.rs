@@ -1,10 +1,11 @@
 //! State shared by the layer, every request's session and the manager.
 
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use crate::clock::Millis;
 use crate::config::Config;
+use crate::connection::Hub;
 use crate::error::Error;
 use crate::store::{SessionStore, StoreError};
 
@@ -12,6 +13,19 @@ use crate::store::{SessionStore, StoreError};
 pub(crate) struct Shared {
     pub store: Arc<dyn SessionStore>,
     pub config: Config,
+    /// Routes session-ended events to this node's connections; started with
+    /// the first connection.
+    pub hub: OnceLock<Arc<Hub>>,
+}
+
+impl Shared {
+    pub fn new(store: Arc<dyn SessionStore>, config: Config) -> Self {
+        Shared {
+            store,
+            config,
+            hub: OnceLock::new(),
+        }
+    }
 }
 
 impl Shared {

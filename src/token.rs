@@ -43,6 +43,11 @@ fn random<const N: usize>() -> [u8; N] {
     buf
 }
 
+/// A random 128-bit id, URL-safe (for connections).
+pub(crate) fn random_id() -> String {
+    B64.encode(random::<ID_BYTES>())
+}
+
 fn is_b64url(s: &str) -> bool {
     s.bytes()
         .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')

@@ -256,10 +256,7 @@ impl SessionLayerBuilder {
     /// Checks the configuration and builds the layer.
     pub fn try_build(self) -> Result<SessionLayer, ConfigError> {
         Ok(SessionLayer {
-            shared: Arc::new(Shared {
-                store: self.store,
-                config: self.config.finish(self.pending)?,
-            }),
+            shared: Arc::new(Shared::new(self.store, self.config.finish(self.pending)?)),
         })
     }
 

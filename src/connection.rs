@@ -1,0 +1,401 @@
+//! Connection sessions: a WebSocket or stream that holds its session.
+//!
+//! A long connection outlives the request that opened it, so on its own it
+//! would let its session idle out, miss token rotations and stay open after
+//! a logout. [`Session::connect`] turns the request's session into a
+//! [`LiveSession`] that, while it lives:
+//!
+//! - registers itself under the session in the store (connection id, node,
+//!   opening time) with a lease it renews on every heartbeat, so a crashed
+//!   node's entries run out by themselves;
+//! - refreshes the session's idle deadline on every heartbeat (the absolute
+//!   deadline still applies);
+//! - learns the replacement when the session's token is rotated, for the
+//!   application to hand to its client;
+//! - resolves [`LiveSession::ended`] the moment the session is revoked,
+//!   logged out or destroyed on any node sharing the store (the store's
+//!   [`subscribe`](crate::SessionStore::subscribe) feed), or found expired
+//!   by a heartbeat.
+//!
+//! ```no_run
+//! use axum::extract::ws::{CloseFrame, Message, WebSocketUpgrade};
+//! use axum::response::Response;
+//! use sessionkit::Session;
+//!
+//! async fn ws(upgrade: WebSocketUpgrade, session: Session) -> Result<Response, sessionkit::Error> {
+//!     let live = session.connect().await?;
+//!     Ok(upgrade.on_upgrade(move |mut socket| async move {
+//!         loop {
+//!             tokio::select! {
+//!                 _ = live.ended() => {
+//!                     let close = CloseFrame { code: 1008, reason: "session ended".into() };
+//!                     let _ = socket.send(Message::Close(Some(close))).await;
+//!                     break;
+//!                 }
+//!                 msg = socket.recv() => match msg {
+//!                     Some(Ok(Message::Text(_))) => {
+//!                         let Ok(session) = live.session().await else { break };
+//!                         let n: u64 = session.get("messages").ok().flatten().unwrap_or(0);
+//!                         let _ = session.insert("messages", n + 1);
+//!                         let _ = session.save().await;
+//!                     }
+//!                     Some(Ok(_)) => {}
+//!                     _ => break,
+//!                 },
+//!             }
+//!         }
+//!         live.close().await;
+//!     }))
+//! }
+//! ```
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+
+use tokio::sync::{broadcast, watch, Notify};
+use tokio::task::JoinHandle;
+
+use crate::clock::{ms, Millis};
+use crate::error::Error;
+use crate::session::Session;
+use crate::shared::Shared;
+use crate::store::{Connection, EndReason, Fetch, SessionEnded};
+use crate::token::{unseal, SessionId, Token};
+
+/// A lease lasts this many heartbeats, so one late heartbeat is harmless.
+const LEASE_HEARTBEATS: u32 = 3;
+
+/// Routes the store's session-ended feed to this node's live connections.
+/// One per layer, started with its first connection.
+#[derive(Default)]
+pub(crate) struct Hub {
+    watchers: Mutex<HashMap<SessionId, HashMap<String, Watcher>>>,
+}
+
+#[derive(Clone)]
+struct Watcher {
+    ended: watch::Sender<Option<EndReason>>,
+    /// Asks the connection to check its session now (after a lagged feed).
+    recheck: Arc<Notify>,
+}
+
+impl Hub {
+    pub(crate) fn start(shared: &Shared) -> Arc<Hub> {
+        let hub = Arc::new(Hub::default());
+        tokio::spawn(route_events(shared.store.subscribe(), Arc::downgrade(&hub)));
+        hub
+    }
+
+    fn watchers(&self) -> std::sync::MutexGuard<'_, HashMap<SessionId, HashMap<String, Watcher>>> {
+        self.watchers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn add(&self, id: &SessionId, connection: &str, watcher: Watcher) {
+        self.watchers()
+            .entry(id.clone())
+            .or_default()
+            .insert(connection.to_owned(), watcher);
+    }
+
+    fn remove(&self, id: &SessionId, connection: &str) {
+        let mut watchers = self.watchers();
+        if let Some(conns) = watchers.get_mut(id) {
+            conns.remove(connection);
+            if conns.is_empty() {
+                watchers.remove(id);
+            }
+        }
+    }
+}
+
+async fn route_events(mut feed: broadcast::Receiver<SessionEnded>, hub: Weak<Hub>) {
+    loop {
+        let event = feed.recv().await;
+        let Some(hub) = hub.upgrade() else { return };
+        match event {
+            Ok(SessionEnded { id, reason }) => {
+                let conns = hub.watchers().get(&id).cloned().unwrap_or_default();
+                for watcher in conns.values() {
+                    watcher.ended.send_replace(Some(reason));
+                }
+            }
+            Err(broadcast::error::RecvError::Lagged(missed)) => {
+                // Some events were lost: any session may have ended, so every
+                // connection checks its own now instead of at its next beat.
+                tracing::warn!(missed, "session-ended feed lagged; rechecking connections");
+                let all: Vec<Watcher> = hub
+                    .watchers()
+                    .values()
+                    .flat_map(|c| c.values().cloned())
+                    .collect();
+                for watcher in all {
+                    watcher.recheck.notify_one();
+                }
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}
+
+/// A long connection's hold on its session. See the [module docs](self).
+///
+/// Dropping it stops the heartbeat and removes the connection from the
+/// registry (in the background); [`close`](Self::close) does the same and
+/// waits for it.
+pub struct LiveSession {
+    shared: Arc<Shared>,
+    hub: Arc<Hub>,
+    connection: Connection,
+    ended: watch::Receiver<Option<EndReason>>,
+    token: watch::Receiver<Option<Token>>,
+    heartbeat: JoinHandle<()>,
+    closed: bool,
+}
+
+impl Session {
+    /// Opens a connection session: call it in the handler that upgrades to
+    /// a WebSocket (or starts a stream), before upgrading.
+    ///
+    /// Fails with [`Error::NoSession`] if the request has no stored session.
+    pub async fn connect(&self) -> Result<LiveSession, Error> {
+        let shared = self.shared_arc();
+        let (id, token) = self.identity().ok_or(Error::NoSession)?;
+        let hub = shared.hub.get_or_init(|| Hub::start(&shared)).clone();
+        let now = shared.now();
+        let connection = Connection {
+            id: crate::token::random_id(),
+            node: shared.config.node_id.clone(),
+            session: id.clone(),
+            opened_at: now,
+        };
+        let (ended_tx, ended) = watch::channel(None);
+        let recheck = Arc::new(Notify::new());
+        // Watch before registering, so an end between the two is not missed.
+        hub.add(
+            &id,
+            &connection.id,
+            Watcher {
+                ended: ended_tx.clone(),
+                recheck: recheck.clone(),
+            },
+        );
+        let lease = now.saturating_add(lease(&shared));
+        let registered = shared
+            .call("connect", shared.store.connect(&connection, lease, now))
+            .await;
+        match registered {
+            Ok(true) => {}
+            Ok(false) => {
+                hub.remove(&id, &connection.id);
+                return Err(Error::NoSession);
+            }
+            Err(err) => {
+                hub.remove(&id, &connection.id);
+                return Err(err);
+            }
+        }
+        let (token_tx, token) = watch::channel(token);
+        let heartbeat = tokio::spawn(beat(
+            shared.clone(),
+            connection.clone(),
+            ended_tx,
+            token_tx,
+            recheck,
+        ));
+        tracing::debug!(session = %id, connection = %connection.id, "connection session opened");
+        Ok(LiveSession {
+            shared,
+            hub,
+            connection,
+            ended,
+            token,
+            heartbeat,
+            closed: false,
+        })
+    }
+}
+
+fn lease(shared: &Shared) -> Millis {
+    ms(shared.config.heartbeat * LEASE_HEARTBEATS)
+}
+
+/// Keeps the session and the lease alive, follows rotations, and notices
+/// when the session is gone.
+async fn beat(
+    shared: Arc<Shared>,
+    connection: Connection,
+    ended: watch::Sender<Option<EndReason>>,
+    token: watch::Sender<Option<Token>>,
+    recheck: Arc<Notify>,
+) {
+    let mut tick = tokio::time::interval(shared.config.heartbeat);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await; // the first tick is immediate: connect just refreshed
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = recheck.notified() => {}
+        }
+        if ended.borrow().is_some() {
+            return;
+        }
+        let now = shared.now();
+        let known = token.borrow().clone();
+        let fetch = Fetch {
+            id: connection.session.clone(),
+            known: known.as_ref().map(Token::digest),
+            lease: Some((connection.id.clone(), now.saturating_add(lease(&shared)))),
+            now,
+        };
+        match shared.call("fetch", shared.store.fetch(&fetch)).await {
+            Ok(None) => {
+                ended.send_replace(Some(EndReason::Expired));
+                return;
+            }
+            Ok(Some(fetched)) => {
+                if let (Some(old), Some(sealed)) = (&known, &fetched.replacement) {
+                    if let Some(new) = unseal(old, sealed) {
+                        token.send_replace(Some(new));
+                    }
+                }
+            }
+            // The store is unreachable: keep the connection and try again at
+            // the next beat; the lease covers a few missed beats.
+            Err(_) => {}
+        }
+    }
+}
+
+impl LiveSession {
+    /// The session's id.
+    pub fn id(&self) -> &SessionId {
+        &self.connection.session
+    }
+
+    /// This connection's entry in the registry.
+    pub fn connection(&self) -> &Connection {
+        &self.connection
+    }
+
+    /// The token the client should hold now: the one it connected with, or
+    /// its replacement once the session's token was rotated. `None` if the
+    /// connection was opened from a session the request created.
+    pub fn token(&self) -> Option<Token> {
+        self.token.borrow().clone()
+    }
+
+    /// Resolves with the new token each time the session's token is rotated.
+    pub async fn token_changed(&mut self) -> Option<Token> {
+        self.token.changed().await.ok()?;
+        self.token.borrow_and_update().clone()
+    }
+
+    /// Resolves when the session ends: revoked, logged out or destroyed on
+    /// any node sharing the store, or expired. Close the socket then (1008,
+    /// policy violation, is the usual code).
+    ///
+    /// The future does not borrow `self`, so it can sit in a `select!` next
+    /// to [`token_changed`](Self::token_changed).
+    pub fn ended(&self) -> impl std::future::Future<Output = EndReason> + Send + 'static {
+        let mut ended = self.ended.clone();
+        async move {
+            let reason = match ended.wait_for(Option::is_some).await {
+                Ok(reason) => reason.unwrap_or(EndReason::Expired),
+                // The heartbeat stopped without a reason: treat as ended.
+                Err(_) => EndReason::Expired,
+            };
+            reason
+        }
+    }
+
+    /// Whether the session has ended.
+    pub fn is_ended(&self) -> bool {
+        self.ended.borrow().is_some()
+    }
+
+    /// The session as it is in the store now, for one message: read it,
+    /// change it, and [`save`](Session::save) it (only the changed keys are
+    /// written, as for a request). Fails with [`Error::NoSession`] once the
+    /// session has ended.
+    pub async fn session(&self) -> Result<Session, Error> {
+        let now = self.shared.now();
+        let known = self.token();
+        let fetch = Fetch {
+            id: self.connection.session.clone(),
+            known: known.as_ref().map(Token::digest),
+            lease: Some((
+                self.connection.id.clone(),
+                now.saturating_add(lease(&self.shared)),
+            )),
+            now,
+        };
+        let fetched = self
+            .shared
+            .call("fetch", self.shared.store.fetch(&fetch))
+            .await?
+            .ok_or(Error::NoSession)?;
+        Ok(Session::detached(
+            self.shared.clone(),
+            fetched.record,
+            known,
+        ))
+    }
+
+    /// Stops the heartbeat and removes the connection from the registry.
+    pub async fn close(mut self) {
+        self.shutdown();
+        let s = &self.shared;
+        let removed = s
+            .call(
+                "disconnect",
+                s.store
+                    .disconnect(&self.connection.session, &self.connection.id),
+            )
+            .await;
+        if removed.is_err() {
+            tracing::debug!(connection = %self.connection.id, "connection left to expire from the registry");
+        }
+    }
+
+    fn shutdown(&mut self) {
+        if !self.closed {
+            self.closed = true;
+            self.heartbeat.abort();
+            self.hub
+                .remove(&self.connection.session, &self.connection.id);
+        }
+    }
+}
+
+impl Drop for LiveSession {
+    fn drop(&mut self) {
+        if self.closed {
+            return;
+        }
+        self.shutdown();
+        // Unregister in the background; without a runtime the lease ends it.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let shared = self.shared.clone();
+            let connection = self.connection.clone();
+            runtime.spawn(async move {
+                let _ = shared
+                    .call(
+                        "disconnect",
+                        shared.store.disconnect(&connection.session, &connection.id),
+                    )
+                    .await;
+            });
+        }
+    }
+}
+
+impl std::fmt::Debug for LiveSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveSession")
+            .field("session", &self.connection.session)
+            .field("connection", &self.connection.id)
+            .finish_non_exhaustive()
+    }
+}
