@@ -3,6 +3,8 @@
 //! or fail calls.
 #![allow(dead_code)]
 
+pub mod connections;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
