@@ -1,0 +1,305 @@
+//! The demo app, served on a loopback port and driven like a browser would:
+//! HTTP with cookies and a real WebSocket client.
+
+#[allow(dead_code)]
+#[path = "../examples/demo.rs"]
+mod demo;
+
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use sessionkit::{MemoryStore, SessionStore};
+use tokio_tungstenite::tungstenite;
+
+struct Demo {
+    base: String,
+    addr: std::net::SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn start(store: impl SessionStore) -> Demo {
+    let app = demo::app(store, demo::Regeneration::default());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Demo {
+        base: format!("http://{addr}"),
+        addr,
+        task,
+    }
+}
+
+/// A browser: its own cookie jar.
+struct Browser {
+    client: reqwest::Client,
+    jar: std::sync::Arc<reqwest::cookie::Jar>,
+    base: String,
+}
+
+impl Browser {
+    fn new(demo: &Demo) -> Self {
+        let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
+        Browser {
+            client: reqwest::Client::builder()
+                .cookie_provider(jar.clone())
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            jar,
+            base: demo.base.clone(),
+        }
+    }
+    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, String) {
+        let mut req = self
+            .client
+            .request(method.parse().unwrap(), format!("{}{path}", self.base));
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let res = req.send().await.unwrap();
+        (res.status().as_u16(), res.text().await.unwrap())
+    }
+    async fn json(&self, method: &str, path: &str) -> Value {
+        let (_, body) = self.call(method, path, None).await;
+        serde_json::from_str(&body).unwrap_or(Value::Null)
+    }
+    async fn login(&self, name: &str) {
+        let (status, _) = self
+            .call("POST", "/login", Some(json!({ "user": name })))
+            .await;
+        assert_eq!(status, 200);
+    }
+    /// The `Cookie` header this browser sends.
+    fn cookie_header(&self) -> String {
+        use reqwest::cookie::CookieStore;
+        let url = self.base.parse().unwrap();
+        self.jar
+            .cookies(&url)
+            .and_then(|v| v.to_str().ok().map(str::to_owned))
+            .unwrap_or_default()
+    }
+
+    async fn open_ws(&self, demo: &Demo) -> Socket {
+        let mut req = tungstenite::client::IntoClientRequest::into_client_request(format!(
+            "ws://{}/ws",
+            demo.addr
+        ))
+        .unwrap();
+        req.headers_mut()
+            .insert("cookie", self.cookie_header().parse().unwrap());
+        tokio_tungstenite::connect_async(req).await.unwrap().0
+    }
+}
+
+#[tokio::test]
+async fn counter_me_and_login_routes() {
+    let d = start(MemoryStore::new()).await;
+    let b = Browser::new(&d);
+    assert_eq!(
+        b.json("GET", "/api/me").await,
+        json!({"user": null, "counter": 0, "token_age_secs": null, "rotated_at_ms": null})
+    );
+    assert_eq!(b.json("POST", "/api/counter").await, json!({"counter": 1}));
+    assert_eq!(b.json("POST", "/api/counter").await, json!({"counter": 2}));
+    b.login("alice").await;
+    let me = b.json("GET", "/api/me").await;
+    assert_eq!(me["user"], "alice");
+    assert_eq!(me["counter"], 2, "the anonymous counter survives login");
+    assert_eq!(me["token_age_secs"], 0);
+
+    // The form login redirects back to the page, which names the user
+    // (escaped).
+    let res = b
+        .client
+        .post(format!("{}/login", d.base))
+        .form(&[("user", "<b>eve</b>")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 303);
+    let (status, page) = b.call("GET", "/", None).await;
+    assert_eq!(status, 200);
+    assert!(page.contains("&lt;b&gt;eve&lt;/b&gt;"));
+    assert!(!page.contains("<b>eve</b>"));
+
+    b.call("POST", "/logout", None).await;
+    assert_eq!(b.json("GET", "/api/me").await["user"], Value::Null);
+}
+
+#[tokio::test]
+async fn a_user_cannot_see_or_revoke_another_users_sessions() {
+    let d = start(MemoryStore::new()).await;
+    let alice_phone = Browser::new(&d);
+    let alice_laptop = Browser::new(&d);
+    let bob = Browser::new(&d);
+    alice_phone.login("alice").await;
+    alice_laptop.login("alice").await;
+    bob.login("bob").await;
+
+    assert_eq!(
+        Browser::new(&d).call("GET", "/api/sessions", None).await.0,
+        401
+    );
+    let alice_list = alice_phone.json("GET", "/api/sessions").await;
+    let alice_list = alice_list.as_array().unwrap();
+    assert_eq!(alice_list.len(), 2);
+    assert_eq!(
+        alice_list.iter().filter(|s| s["current"] == true).count(),
+        1
+    );
+    let bob_list = bob.json("GET", "/api/sessions").await;
+    assert_eq!(
+        bob_list.as_array().unwrap().len(),
+        1,
+        "bob sees only his own"
+    );
+    let bob_id = bob_list[0]["id"].as_str().unwrap().to_owned();
+    let laptop_id = alice_list.iter().find(|s| s["current"] == false).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // Bob tries alice's session id, a made-up one and garbage: 404 each.
+    for id in [
+        laptop_id.as_str(),
+        "AAAAAAAAAAAAAAAAAAAAAAAAAA",
+        "../../etc",
+    ] {
+        let (status, _) = bob
+            .call("DELETE", &format!("/api/sessions/{id}"), None)
+            .await;
+        assert_eq!(status, 404, "{id}");
+    }
+    assert_eq!(alice_laptop.json("GET", "/api/me").await["user"], "alice");
+    // Alice's phone can't revoke bob either.
+    let (status, _) = alice_phone
+        .call("DELETE", &format!("/api/sessions/{bob_id}"), None)
+        .await;
+    assert_eq!(status, 404);
+    assert_eq!(bob.json("GET", "/api/me").await["user"], "bob");
+    // But it can revoke her laptop.
+    let (status, _) = alice_phone
+        .call("DELETE", &format!("/api/sessions/{laptop_id}"), None)
+        .await;
+    assert_eq!(status, 204);
+    assert_eq!(
+        alice_laptop.json("GET", "/api/me").await["user"],
+        Value::Null
+    );
+
+    // Log out others / everywhere.
+    alice_laptop.login("alice").await;
+    assert_eq!(
+        alice_phone.json("POST", "/api/logout-others").await["revoked"],
+        1
+    );
+    assert_eq!(
+        alice_laptop.json("GET", "/api/me").await["user"],
+        Value::Null
+    );
+    assert_eq!(alice_phone.json("GET", "/api/me").await["user"], "alice");
+    alice_laptop.login("alice").await;
+    assert_eq!(
+        alice_phone.json("POST", "/api/logout-everywhere").await["revoked"],
+        2
+    );
+    assert_eq!(
+        alice_phone.json("GET", "/api/me").await["user"],
+        Value::Null
+    );
+    assert_eq!(
+        alice_laptop.json("GET", "/api/me").await["user"],
+        Value::Null
+    );
+    assert_eq!(bob.json("GET", "/api/me").await["user"], "bob");
+}
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn next_json(socket: &mut Socket) -> Value {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(2), socket.next()).await {
+            Ok(Some(Ok(tungstenite::Message::Text(t)))) => {
+                return serde_json::from_str(&t).unwrap()
+            }
+            Ok(Some(Ok(_))) => continue,
+            other => panic!("expected a message, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_socket_greets_echoes_and_closes_when_the_session_is_revoked() {
+    let d = start(MemoryStore::new()).await;
+    let phone = Browser::new(&d);
+    let laptop = Browser::new(&d);
+    phone.json("POST", "/api/counter").await;
+    phone.login("carol").await;
+    laptop.login("carol").await;
+
+    let mut socket = phone.open_ws(&d).await;
+    let hello = next_json(&mut socket).await;
+    assert_eq!(hello["type"], "hello");
+    assert_eq!(hello["state"]["user"], "carol");
+    assert_eq!(hello["state"]["counter"], 1);
+    phone.json("POST", "/api/counter").await;
+    socket.send(tungstenite::Message::text("?")).await.unwrap();
+    let echo = next_json(&mut socket).await;
+    assert_eq!(echo["type"], "state");
+    assert_eq!(echo["state"]["counter"], 2, "fresh data on every message");
+
+    let conns = laptop.json("GET", "/api/connections").await;
+    assert_eq!(conns.as_array().unwrap().len(), 1);
+    assert!(conns[0]["node"].as_str().is_some_and(|n| !n.is_empty()));
+
+    // The laptop revokes the phone's session: the phone's socket closes with
+    // 1008 within a second.
+    let sessions = laptop.json("GET", "/api/sessions").await;
+    let phone_id = sessions
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["current"] == false)
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let started = Instant::now();
+    let (status, _) = laptop
+        .call("DELETE", &format!("/api/sessions/{phone_id}"), None)
+        .await;
+    assert_eq!(status, 204);
+    let code = loop {
+        match tokio::time::timeout(Duration::from_secs(1), socket.next()).await {
+            Ok(Some(Ok(tungstenite::Message::Close(frame)))) => {
+                break frame.map(|f| u16::from(f.code))
+            }
+            Ok(Some(Ok(_))) => continue,
+            other => panic!("not closed within a second: {other:?}"),
+        }
+    };
+    assert_eq!(code, Some(1008));
+    assert!(started.elapsed() < Duration::from_secs(1));
+    // The registry is empty once the socket is gone.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while !laptop
+        .json("GET", "/api/connections")
+        .await
+        .as_array()
+        .unwrap()
+        .is_empty()
+    {
+        assert!(Instant::now() < deadline, "connection still registered");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
