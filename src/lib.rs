@@ -74,5 +74,7 @@ pub use layer::{SessionLayer, SessionLayerBuilder};
 pub use manager::SessionManager;
 pub use session::Session;
 pub use store::{MemoryStore, SessionStore};
+#[cfg(feature = "redis")]
+pub use store::{RedisStore, RedisStoreBuilder};
 pub use token::SessionId;
 pub use user::SessionUser;

@@ -15,8 +15,12 @@
 
 mod error;
 mod memory;
+#[cfg(feature = "redis")]
+pub mod redis;
 mod types;
 
+#[cfg(feature = "redis")]
+pub use self::redis::{RedisStore, RedisStoreBuilder};
 pub use error::StoreError;
 pub use memory::MemoryStore;
 pub use types::*;

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod connections;
+pub mod redis;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

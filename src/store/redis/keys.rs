@@ -1,0 +1,52 @@
+//! Where a session's pieces live in Redis.
+//!
+//! Every key is `<prefix>{<tag>}:<kind>:<name>`. The braces make the tag the
+//! Redis Cluster hash tag, so a session's hash, its tokens, its connections
+//! and (for a logged-in session, whose tag is its user's) its user's index
+//! all sit in one slot, and one script can change them together. Tokens
+//! appear only as digests: reading Redis hands out no credential.
+
+use crate::token::{SessionId, Tag, TokenDigest};
+
+#[derive(Clone, Debug)]
+pub(super) struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    pub(super) fn new(prefix: String) -> Self {
+        Keys { prefix }
+    }
+
+    /// The part every key of one tag starts with; scripts build the rest.
+    pub(super) fn base(&self, tag: &Tag) -> String {
+        format!("{}{{{}}}:", self.prefix, tag.as_str())
+    }
+
+    pub(super) fn session(&self, id: &SessionId) -> (String, String) {
+        let base = self.base(&id.tag());
+        let key = format!("{base}s:{id}");
+        (base, key)
+    }
+
+    pub(super) fn token(&self, digest: &TokenDigest) -> (String, String) {
+        let base = self.base(&digest.tag);
+        let key = format!("{base}t:{}", digest.hash);
+        (base, key)
+    }
+
+    pub(super) fn connections(&self, id: &SessionId) -> String {
+        format!("{}c:{id}", self.base(&id.tag()))
+    }
+
+    pub(super) fn user(&self, user_id: &str) -> (String, String) {
+        let base = self.base(&Tag::for_user(user_id));
+        let key = format!("{base}u:{user_id}");
+        (base, key)
+    }
+
+    /// The pub/sub channel session-ended events are published on.
+    pub(super) fn channel(&self) -> String {
+        format!("{}events", self.prefix)
+    }
+}

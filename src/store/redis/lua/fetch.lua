@@ -1,0 +1,34 @@
+-- Reads a session for a live connection, refreshing the session and the
+-- connection's lease. KEYS[1] session key. ARGV[3] id, [4] now,
+-- [5] known token digest or '', [6] connection id or '', [7] lease until.
+-- Reply: {} | {replacement sealed or '', known is current (0/1), seen, flat}
+local now, known, conn = tonumber(ARGV[4]), ARGV[5], ARGV[6]
+local s, flat = whole(BASE, ARGV[3])
+if not s then return {} end
+if not live(s, now) then
+  kill(s, 'expired')
+  return {}
+end
+local k = skey(s)
+s.seen = num(now)
+redis.call('HSET', k, 'seen', s.seen)
+if conn ~= '' then
+  local c = s.base .. 'c:' .. s.id
+  local v = redis.call('HGET', c, conn)
+  if v then
+    local bar = string.find(v, '|', 1, true)
+    redis.call('HSET', c, conn, ARGV[7] .. string.sub(v, bar))
+    -- A live connection holds the session and hands the replacement over
+    -- itself: it cannot lapse under it.
+    if s.adopted ~= '1' then
+      s.adopted = '1'
+      redis.call('HSET', k, 'adopted', '1')
+    end
+  end
+end
+local replacement = ''
+if known ~= '' and s.prev == known and now < tonumber(s.grace) then replacement = s.sealed end
+local current = 0
+if known ~= '' and s.cur == known then current = 1 end
+settle(s, now)
+return {replacement, current, s.seen, flat}

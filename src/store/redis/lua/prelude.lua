@@ -1,0 +1,219 @@
+-- Shared by every sessionkit script (prepended to each).
+--
+-- Key layout, all under one base `<prefix>{<tag>}:` so a session's keys
+-- share a Redis Cluster hash slot:
+--   s:<id>      hash: metadata fields, and data fields named `d:<key>`
+--   t:<digest>  string: the session id a token digest points at
+--   c:<id>      hash: connection id -> `<lease until>|<connection json>`
+--   u:<user>    sorted set: the user's session ids, scored by expiry
+-- A logged-in session's tag is its user's tag, so its user index shares
+-- the slot too.
+--
+-- ARGV[1] is the base, ARGV[2] the channel session-ended events go to.
+-- Times are milliseconds since the epoch, given by the caller.
+
+local BASE = ARGV[1]
+local CHANNEL = ARGV[2]
+local META = {'created', 'seen', 'idle', 'abs', 'ttg', 'rot', 'uid', 'user', 'label',
+              'cur', 'adopted', 'lapse', 'prev', 'grace', 'sealed'}
+-- unpack() is limited by the Lua stack: long argument lists go in chunks.
+local CHUNK = 500
+
+local function num(x)
+  return string.format('%.0f', x)
+end
+
+local function many(cmd, key, list)
+  for i = 1, #list, CHUNK do
+    redis.call(cmd, key, unpack(list, i, math.min(i + CHUNK - 1, #list)))
+  end
+end
+
+local function skey(s) return s.base .. 's:' .. s.id end
+
+-- A session's metadata, or nil if it does not exist.
+local function meta(base, id)
+  local v = redis.call('HMGET', base .. 's:' .. id, unpack(META))
+  if not v[1] then return nil end
+  local s = {base = base, id = id}
+  for i, f in ipairs(META) do
+    if v[i] then s[f] = v[i] end
+  end
+  return s
+end
+
+-- A session's metadata and its whole hash (flat field/value list).
+local function whole(base, id)
+  local flat = redis.call('HGETALL', base .. 's:' .. id)
+  if #flat == 0 then return nil, flat end
+  local s = {base = base, id = id}
+  for i = 1, #flat, 2 do
+    if string.sub(flat[i], 1, 2) ~= 'd:' then s[flat[i]] = flat[i + 1] end
+  end
+  return s, flat
+end
+
+-- The data part of a flat hash, as a key -> value table.
+local function data_of(flat)
+  local data = {}
+  for i = 1, #flat, 2 do
+    if string.sub(flat[i], 1, 2) == 'd:' then data[string.sub(flat[i], 3)] = flat[i + 1] end
+  end
+  return data
+end
+
+local function deadline(s)
+  local d = tonumber(s.seen) + tonumber(s.idle)
+  if s.abs then d = math.min(d, tonumber(s.abs)) end
+  return d
+end
+
+-- When the session stops being live: its deadlines, or, while its
+-- replacement token is unadopted, the moment no token can reach it.
+local function expires_at(s)
+  local d = deadline(s)
+  if s.adopted == '1' then return d end
+  return math.min(d, math.max(tonumber(s.lapse or '0'), tonumber(s.grace or '0')))
+end
+
+local function live(s, now)
+  return now < expires_at(s)
+end
+
+local function publish(id, reason)
+  redis.call('PUBLISH', CHANNEL, cjson.encode({id = id, reason = reason}))
+end
+
+-- Removes a session and everything that points at it, and tells subscribers.
+local function kill(s, reason)
+  local b = s.base
+  local keys = {b .. 's:' .. s.id, b .. 'c:' .. s.id}
+  if s.cur then keys[#keys + 1] = b .. 't:' .. s.cur end
+  if s.prev then keys[#keys + 1] = b .. 't:' .. s.prev end
+  redis.call('DEL', unpack(keys))
+  if s.uid then redis.call('ZREM', b .. 'u:' .. s.uid, s.id) end
+  publish(s.id, reason)
+end
+
+-- Gives every key of the session the TTL of its expiry, and moves its
+-- entry in the user's index to that expiry. Called after every change that
+-- can move the expiry, so index scores are always exact.
+local function settle(s, now)
+  local at = expires_at(s)
+  local ttl = num(math.max(at - now, 1))
+  local b = s.base
+  redis.call('PEXPIRE', skey(s), ttl)
+  redis.call('PEXPIRE', b .. 't:' .. s.cur, ttl)
+  if s.prev then redis.call('PEXPIRE', b .. 't:' .. s.prev, ttl) end
+  redis.call('PEXPIRE', b .. 'c:' .. s.id, ttl)
+  if s.uid then
+    local u = b .. 'u:' .. s.uid
+    redis.call('ZADD', u, num(at), s.id)
+    -- The index lives as long as its longest session.
+    if redis.call('PTTL', u) < tonumber(ttl) then redis.call('PEXPIRE', u, ttl) end
+  end
+end
+
+-- Writes a new session (metadata, data, first token) and settles it.
+local function store(s, data, now)
+  local fields = {}
+  for _, f in ipairs(META) do
+    if s[f] then
+      fields[#fields + 1] = f
+      fields[#fields + 1] = s[f]
+    end
+  end
+  for k, v in pairs(data) do
+    fields[#fields + 1] = 'd:' .. k
+    fields[#fields + 1] = v
+  end
+  many('HSET', skey(s), fields)
+  redis.call('SET', s.base .. 't:' .. s.cur, s.id)
+  settle(s, now)
+end
+
+-- The live sessions in a user's index; dead entries are pruned on the way.
+local function user_sessions(base, uid, now)
+  local u = base .. 'u:' .. uid
+  local out = {}
+  for _, id in ipairs(redis.call('ZRANGE', u, 0, -1)) do
+    local s = meta(base, id)
+    if not s then
+      redis.call('ZREM', u, id)
+    elseif not live(s, now) then
+      kill(s, 'expired')
+    else
+      out[#out + 1] = s
+    end
+  end
+  return out
+end
+
+-- A delta from ARGV, starting at i: clear, idle, label (`=label` or empty),
+-- the number of removed keys and the keys, the number of set keys and the
+-- key/value pairs. Returns the delta and the index after it.
+local function read_delta(i)
+  local d = {clear = ARGV[i] == '1', idle = ARGV[i + 1], label = ARGV[i + 2], rem = {}, set = {}}
+  i = i + 3
+  local n = tonumber(ARGV[i])
+  i = i + 1
+  for j = 1, n do
+    d.rem[j] = ARGV[i]
+    i = i + 1
+  end
+  n = tonumber(ARGV[i])
+  i = i + 1
+  for j = 1, n do
+    d.set[j] = {ARGV[i], ARGV[i + 1]}
+    i = i + 2
+  end
+  return d, i
+end
+
+-- Applies a delta's data part to a key -> value table.
+local function apply_to(data, d)
+  if d.clear then
+    for k in pairs(data) do data[k] = nil end
+  end
+  for _, k in ipairs(d.rem) do data[k] = nil end
+  for _, kv in ipairs(d.set) do data[kv[1]] = kv[2] end
+end
+
+-- Applies a delta to a stored session.
+local function apply(s, d)
+  local k = skey(s)
+  local del = {}
+  if d.clear then
+    for _, f in ipairs(redis.call('HKEYS', k)) do
+      if string.sub(f, 1, 2) == 'd:' then del[#del + 1] = f end
+    end
+  end
+  for _, key in ipairs(d.rem) do del[#del + 1] = 'd:' .. key end
+  many('HDEL', k, del)
+  local set = {}
+  for _, kv in ipairs(d.set) do
+    set[#set + 1] = 'd:' .. kv[1]
+    set[#set + 1] = kv[2]
+  end
+  if d.idle ~= '' then
+    s.idle = d.idle
+    set[#set + 1] = 'idle'
+    set[#set + 1] = d.idle
+  end
+  if d.label ~= '' then
+    s.label = string.sub(d.label, 2)
+    set[#set + 1] = 'label'
+    set[#set + 1] = s.label
+  end
+  many('HSET', k, set)
+end
+
+-- A flat list of a data table, for replies.
+local function flatten(data)
+  local out = {}
+  for k, v in pairs(data) do
+    out[#out + 1] = k
+    out[#out + 1] = v
+  end
+  return out
+end

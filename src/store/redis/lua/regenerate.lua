@@ -1,0 +1,23 @@
+-- Replaces every token of a session, with no grace window, and applies a
+-- delta. KEYS[1] session key. ARGV[3] id, [4] new digest, [5] now, [6..] delta.
+local now = tonumber(ARGV[5])
+local s = meta(BASE, ARGV[3])
+if not s then return 0 end
+if not live(s, now) then
+  kill(s, 'expired')
+  return 0
+end
+local k = skey(s)
+local dead = {s.base .. 't:' .. s.cur}
+if s.prev then dead[2] = s.base .. 't:' .. s.prev end
+redis.call('DEL', unpack(dead))
+redis.call('HDEL', k, 'prev', 'grace', 'sealed')
+s.prev, s.grace, s.sealed = nil, nil, nil
+s.cur = ARGV[4]
+s.adopted = '1'
+s.ttg = num(now)
+redis.call('HSET', k, 'cur', s.cur, 'adopted', '1', 'ttg', s.ttg)
+redis.call('SET', s.base .. 't:' .. s.cur, s.id)
+apply(s, read_delta(6))
+settle(s, now)
+return 1

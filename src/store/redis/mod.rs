@@ -1,0 +1,618 @@
+//! [`RedisStore`]: sessions in Redis or Redis Cluster, shared by every app
+//! server that points at it.
+//!
+//! ```no_run
+//! use sessionkit::{RedisStore, SessionLayer};
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let store = RedisStore::connect("redis://127.0.0.1:6379").await?;
+//! let layer = SessionLayer::builder(store).build();
+//! # Ok(()) }
+//! ```
+//!
+//! # Cost
+//!
+//! Every store operation is one Lua script, run with `EVALSHA`: one command
+//! and one round trip, atomic on the server. Through the layer, a request
+//! that only reads its session costs one command (the load, which also
+//! slides the idle deadline), a request that writes costs two (load, then
+//! the delta), and a route that never extracts the session costs none.
+//!
+//! # Keys
+//!
+//! With the default prefix `sessionkit:`, a session whose tag is `AbCd`
+//! keeps:
+//!
+//! | key | type | holds |
+//! |---|---|---|
+//! | `sessionkit:{AbCd}:s:<id>` | hash | metadata, and data values under `d:<key>` |
+//! | `sessionkit:{AbCd}:t:<digest>` | string | the session id a token points at |
+//! | `sessionkit:{AbCd}:c:<id>` | hash | connection id → lease and connection |
+//! | `sessionkit:{AbCd}:u:<user id>` | sorted set | a user's session ids, scored by expiry |
+//!
+//! Tokens appear only as SHA-256 digests. The tag in braces is the Redis
+//! Cluster hash tag: a session's keys share a slot, and a logged-in session
+//! takes its user's tag, so it shares the slot of its user's index. Every
+//! key has a TTL (the session's expiry; the index: its longest session's),
+//! renewed whenever that expiry moves, so nothing outlives its sessions.
+//! Session-ended events go out on the pub/sub channel `sessionkit:events`.
+//!
+//! # Failures
+//!
+//! Each command has a timeout (default 1 s). A server that is down, or hung,
+//! turns into a [`StoreError`] within it, which the layer answers with a
+//! 503; routes that do not use the session are unaffected. The connection
+//! is re-established in the background, so once Redis is back the next
+//! requests succeed with the sessions stored before.
+//!
+//! # Cluster
+//!
+//! With the `redis-cluster` feature, [`RedisStoreBuilder::cluster`] takes the
+//! addresses of some cluster nodes. A login moves an anonymous session to
+//! its user's slot; when the two slots differ, the anonymous session is
+//! ended (atomically, its data read) before the logged-in one is started
+//! (atomically, with its index entry): two steps instead of one.
+
+mod events;
+mod keys;
+mod reply;
+mod scripts;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::aio::ConnectionManager;
+use redis::{FromRedisValue, ScriptInvocation, Value};
+use tokio::sync::broadcast;
+use tokio::task::JoinHandle;
+
+use self::keys::Keys;
+use self::reply::{at, int, items, pairs, record, session_id, text};
+use self::scripts::{label, push_delta, push_pairs};
+use super::{
+    BoundUser, Connection, Delta, EndReason, Fetch, Fetched, LoadOptions, Login, LoginOutcome,
+    Lookup, NewSession, Result, Revoke, Rotated, Rotation, SessionEnded, SessionInfo, SessionStore,
+    StoreError, TokenState,
+};
+use crate::clock::Millis;
+use crate::token::{SessionId, TokenDigest};
+
+const DEFAULT_PREFIX: &str = "sessionkit:";
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// A [`SessionStore`] on Redis (feature `redis`) or Redis Cluster (feature
+/// `redis-cluster`). See the [module docs](self) for the key layout and the
+/// failure behaviour.
+///
+/// Clones share one connection.
+#[derive(Clone)]
+pub struct RedisStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    conn: Conn,
+    keys: Keys,
+    channel: String,
+    timeout: Duration,
+    events: broadcast::Sender<SessionEnded>,
+    listener: JoinHandle<()>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.listener.abort();
+    }
+}
+
+#[derive(Clone)]
+enum Conn {
+    Single(ConnectionManager),
+    #[cfg(feature = "redis-cluster")]
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
+impl Conn {
+    async fn invoke<T: FromRedisValue>(&self, inv: &ScriptInvocation<'_>) -> redis::RedisResult<T> {
+        match self {
+            Conn::Single(c) => inv.invoke_async(&mut c.clone()).await,
+            #[cfg(feature = "redis-cluster")]
+            Conn::Cluster(c) => inv.invoke_async(&mut c.clone()).await,
+        }
+    }
+
+    async fn query<T: FromRedisValue>(&self, cmd: &redis::Cmd) -> redis::RedisResult<T> {
+        match self {
+            Conn::Single(c) => cmd.query_async(&mut c.clone()).await,
+            #[cfg(feature = "redis-cluster")]
+            Conn::Cluster(c) => cmd.query_async(&mut c.clone()).await,
+        }
+    }
+
+    /// Whether keys of different tags may live on different servers.
+    fn is_cluster(&self) -> bool {
+        !matches!(self, Conn::Single(_))
+    }
+}
+
+/// Configures a [`RedisStore`]: key prefix and command timeout, then the
+/// server to connect to.
+#[derive(Clone, Debug)]
+#[must_use]
+pub struct RedisStoreBuilder {
+    prefix: String,
+    timeout: Duration,
+}
+
+impl Default for RedisStoreBuilder {
+    fn default() -> Self {
+        RedisStoreBuilder {
+            prefix: DEFAULT_PREFIX.into(),
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+}
+
+impl RedisStoreBuilder {
+    /// What every key starts with (default `sessionkit:`). Use one prefix
+    /// per application sharing a Redis. It may not contain `{` or `}`,
+    /// which would change the cluster hash tag.
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// How long one command may take before it fails (default 1 s).
+    pub fn command_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Connects to the Redis server at `url` (`redis://host:port/db`).
+    pub async fn connect(self, url: &str) -> Result<RedisStore> {
+        let client = redis::Client::open(url).map_err(StoreError::backend)?;
+        self.client(client).await
+    }
+
+    /// Connects with an existing client (for TLS, authentication or other
+    /// settings made on it).
+    pub async fn client(self, client: redis::Client) -> Result<RedisStore> {
+        self.check()?;
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(self.timeout))
+            .set_response_timeout(Some(self.timeout))
+            .set_max_delay(Duration::from_secs(1));
+        let conn = tokio::time::timeout(
+            self.timeout,
+            client.get_connection_manager_with_config(config),
+        )
+        .await
+        .map_err(|_| StoreError::timeout())?
+        .map_err(StoreError::backend)?;
+        self.finish(Conn::Single(conn), vec![client]).await
+    }
+
+    /// Connects to a Redis Cluster through some of its nodes
+    /// (`redis://host:port` each).
+    #[cfg(feature = "redis-cluster")]
+    pub async fn cluster<U: AsRef<str>>(
+        self,
+        nodes: impl IntoIterator<Item = U>,
+    ) -> Result<RedisStore> {
+        self.check()?;
+        let urls: Vec<String> = nodes.into_iter().map(|u| u.as_ref().to_owned()).collect();
+        let client = redis::cluster::ClusterClient::builder(urls.clone())
+            .connection_timeout(self.timeout)
+            .response_timeout(self.timeout)
+            .build()
+            .map_err(StoreError::backend)?;
+        let conn = tokio::time::timeout(self.timeout, client.get_async_connection())
+            .await
+            .map_err(|_| StoreError::timeout())?
+            .map_err(StoreError::backend)?;
+        // Cluster pub/sub reaches every node: any node will do to listen.
+        let sources = urls
+            .iter()
+            .map(|u| redis::Client::open(u.as_str()))
+            .collect::<redis::RedisResult<Vec<_>>>()
+            .map_err(StoreError::backend)?;
+        self.finish(Conn::Cluster(conn), sources).await
+    }
+
+    fn check(&self) -> Result<()> {
+        if self.prefix.contains(['{', '}']) {
+            return Err(StoreError::backend(
+                "the key prefix may not contain `{` or `}`: they would change the cluster hash tag",
+            ));
+        }
+        Ok(())
+    }
+
+    async fn finish(self, conn: Conn, sources: Vec<redis::Client>) -> Result<RedisStore> {
+        let keys = Keys::new(self.prefix);
+        let channel = keys.channel();
+        // Subscribed before the store is handed out, so no event of its own
+        // is missed.
+        let stream = events::subscribe(&sources, &channel, self.timeout).await?;
+        let (events, _) = broadcast::channel(1024);
+        let listener = events::forward(
+            stream,
+            sources,
+            channel.clone(),
+            self.timeout,
+            events.clone(),
+        );
+        Ok(RedisStore {
+            inner: Arc::new(Inner {
+                conn,
+                keys,
+                channel,
+                timeout: self.timeout,
+                events,
+                listener,
+            }),
+        })
+    }
+}
+
+impl RedisStore {
+    /// Connects to the Redis server at `url` with the default prefix and
+    /// timeout. See [`RedisStore::builder`] for the others.
+    pub async fn connect(url: &str) -> Result<RedisStore> {
+        RedisStoreBuilder::default().connect(url).await
+    }
+
+    /// Starts configuring a store.
+    pub fn builder() -> RedisStoreBuilder {
+        RedisStoreBuilder::default()
+    }
+
+    /// Runs a script under the command timeout.
+    async fn run<T: FromRedisValue>(&self, inv: &ScriptInvocation<'_>) -> Result<T> {
+        self.within(self.inner.conn.invoke(inv)).await
+    }
+
+    async fn within<T>(
+        &self,
+        fut: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T> {
+        match tokio::time::timeout(self.inner.timeout, fut).await {
+            Ok(result) => result.map_err(StoreError::backend),
+            Err(_) => Err(StoreError::timeout()),
+        }
+    }
+
+    /// Starts an invocation of `script` on `key`, with the base and channel
+    /// every script takes first.
+    fn call<'a>(
+        &'a self,
+        script: &'a redis::Script,
+        key: &str,
+        base: &str,
+    ) -> ScriptInvocation<'a> {
+        let mut inv = script.key(key);
+        inv.arg(base).arg(&self.inner.channel);
+        inv
+    }
+
+    /// Ends a session; with `take`, returns its data if it was live.
+    async fn end(
+        &self,
+        id: &SessionId,
+        reason: EndReason,
+        take: bool,
+        now: Millis,
+    ) -> Result<(bool, Vec<(String, String)>)> {
+        let (base, key) = self.inner.keys.session(id);
+        let mut inv = self.call(&scripts::DESTROY, &key, &base);
+        inv.arg(id.as_str())
+            .arg(reason_name(reason))
+            .arg(if take { "1" } else { "0" })
+            .arg(now);
+        let reply: Value = self.run(&inv).await?;
+        let items = items(&reply)?;
+        Ok((int(at(items, 0)?)? == 1, pairs(at(items, 1)?)?))
+    }
+
+    /// Runs a script on a user's index with the user id and time.
+    async fn on_user(
+        &self,
+        script: &redis::Script,
+        user_id: &str,
+        now: Millis,
+        extra: &[&str],
+    ) -> Result<Value> {
+        let (base, key) = self.inner.keys.user(user_id);
+        let mut inv = self.call(script, &key, &base);
+        inv.arg(user_id).arg(now);
+        for arg in extra {
+            inv.arg(*arg);
+        }
+        self.run(&inv).await
+    }
+}
+
+fn reason_name(reason: EndReason) -> &'static str {
+    match reason {
+        EndReason::LoggedOut => "logged_out",
+        EndReason::Revoked => "revoked",
+        EndReason::Expired => "expired",
+        EndReason::Replaced => "replaced",
+        EndReason::StaleToken => "stale_token",
+    }
+}
+
+fn session_ids(reply: &Value) -> Result<Vec<SessionId>> {
+    items(reply)?.iter().map(session_id).collect()
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("keys", &self.inner.keys)
+            .field("cluster", &self.inner.conn.is_cluster())
+            .field("timeout", &self.inner.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+#[async_trait]
+impl SessionStore for RedisStore {
+    async fn load(&self, token: &TokenDigest, opts: &LoadOptions) -> Result<Lookup> {
+        let (base, key) = self.inner.keys.token(token);
+        let mut inv = self.call(&scripts::LOAD, &key, &base);
+        inv.arg(&token.hash)
+            .arg(opts.now)
+            .arg(opts.refresh_after)
+            .arg(opts.cijs);
+        let reply: Value = self.run(&inv).await?;
+        let items = items(&reply)?;
+        match text(at(items, 0)?)?.as_str() {
+            "missing" => Ok(Lookup::Missing),
+            "stale" => Ok(Lookup::Stale(session_id(at(items, 1)?)?)),
+            "found" => {
+                let id = session_id(at(items, 1)?)?;
+                let token = match text(at(items, 2)?)?.as_str() {
+                    "current" => TokenState::Current,
+                    _ => {
+                        let sealed = text(at(items, 3)?)?;
+                        TokenState::Grace {
+                            replacement: (!sealed.is_empty()).then_some(sealed),
+                        }
+                    }
+                };
+                let record = record(id, at(items, 4)?, at(items, 5)?)?;
+                Ok(Lookup::Found { record, token })
+            }
+            other => Err(StoreError::corrupt(format!("unknown load reply {other:?}"))),
+        }
+    }
+
+    async fn create(&self, new: &NewSession) -> Result<()> {
+        let (base, key) = self.inner.keys.session(&new.id);
+        let mut inv = self.call(&scripts::CREATE, &key, &base);
+        inv.arg(new.id.as_str())
+            .arg(&new.token.hash)
+            .arg(new.now)
+            .arg(new.idle_timeout)
+            .arg(
+                new.absolute_deadline
+                    .map(|d| d.to_string())
+                    .unwrap_or_default(),
+            )
+            .arg(new.user.as_ref().map_or("", |u| u.id.as_str()))
+            .arg(new.user.as_ref().map_or("", |u| u.json.as_str()))
+            .arg(label(new.label.as_deref()));
+        push_pairs(&mut inv, &new.data);
+        let _: i64 = self.run(&inv).await?;
+        Ok(())
+    }
+
+    async fn save(&self, id: &SessionId, delta: &Delta, now: Millis) -> Result<bool> {
+        let (base, key) = self.inner.keys.session(id);
+        let mut inv = self.call(&scripts::SAVE, &key, &base);
+        inv.arg(id.as_str()).arg(now);
+        push_delta(&mut inv, delta);
+        Ok(self.run::<i64>(&inv).await? == 1)
+    }
+
+    async fn rotate(&self, r: &Rotation) -> Result<Rotated> {
+        let (base, key) = self.inner.keys.session(&r.id);
+        let mut inv = self.call(&scripts::ROTATE, &key, &base);
+        inv.arg(r.id.as_str())
+            .arg(&r.old.hash)
+            .arg(&r.new.hash)
+            .arg(&r.sealed)
+            .arg(r.now)
+            .arg(r.ojs)
+            .arg(r.cijs);
+        let reply: Value = self.run(&inv).await?;
+        let items = items(&reply)?;
+        match text(at(items, 0)?)?.as_str() {
+            "installed" => Ok(Rotated::Installed),
+            "existing" => Ok(Rotated::Existing(text(at(items, 1)?)?)),
+            "gone" => Ok(Rotated::Gone),
+            other => Err(StoreError::corrupt(format!(
+                "unknown rotate reply {other:?}"
+            ))),
+        }
+    }
+
+    async fn regenerate(
+        &self,
+        id: &SessionId,
+        new: &TokenDigest,
+        delta: &Delta,
+        now: Millis,
+    ) -> Result<bool> {
+        let (base, key) = self.inner.keys.session(id);
+        let mut inv = self.call(&scripts::REGENERATE, &key, &base);
+        inv.arg(id.as_str()).arg(&new.hash).arg(now);
+        push_delta(&mut inv, delta);
+        Ok(self.run::<i64>(&inv).await? == 1)
+    }
+
+    async fn login(&self, login: &Login) -> Result<LoginOutcome> {
+        let new = &login.session;
+        let Some(user) = &new.user else {
+            return Err(StoreError::corrupt("a login needs a user"));
+        };
+        if new.id.tag() != crate::token::Tag::for_user(&user.id) {
+            return Err(StoreError::corrupt(
+                "a logged-in session must carry its user's tag",
+            ));
+        }
+        // On one server a single script ends the old session and starts the
+        // new one. On a cluster the old session may sit in another slot: it
+        // is ended first, handing over its data, in a script of its own.
+        let (from, carried) = match &login.from {
+            Some(from) if self.inner.conn.is_cluster() && from.tag() != new.id.tag() => {
+                let (_, data) = self.end(from, EndReason::Replaced, true, new.now).await?;
+                (None, data)
+            }
+            from => (from.as_ref(), Vec::new()),
+        };
+        let (base, key) = self.inner.keys.session(&new.id);
+        let mut inv = self.call(&scripts::LOGIN, &key, &base);
+        inv.arg(new.id.as_str())
+            .arg(&new.token.hash)
+            .arg(new.now)
+            .arg(new.idle_timeout)
+            .arg(
+                new.absolute_deadline
+                    .map(|d| d.to_string())
+                    .unwrap_or_default(),
+            )
+            .arg(&user.id)
+            .arg(&user.json)
+            .arg(label(new.label.as_deref()))
+            .arg(login.max_sessions.unwrap_or(0))
+            .arg(
+                from.map(|f| self.inner.keys.base(&f.tag()))
+                    .unwrap_or_default(),
+            )
+            .arg(from.map_or("", |f| f.as_str()));
+        push_pairs(&mut inv, &carried);
+        push_delta(&mut inv, &login.delta);
+        let reply: Value = self.run(&inv).await?;
+        let items = items(&reply)?;
+        Ok(LoginOutcome {
+            evicted: session_ids(at(items, 0)?)?,
+            data: pairs(at(items, 1)?)?.into_iter().collect::<HashMap<_, _>>(),
+        })
+    }
+
+    async fn destroy(&self, id: &SessionId, reason: EndReason, now: Millis) -> Result<bool> {
+        Ok(self.end(id, reason, false, now).await?.0)
+    }
+
+    async fn list_sessions(&self, user_id: &str, now: Millis) -> Result<Vec<SessionInfo>> {
+        let reply = self.on_user(&scripts::LIST, user_id, now, &[]).await?;
+        let mut list = items(&reply)?
+            .chunks(6)
+            .map(|row| {
+                let [id, created, seen, idle, abs, label] = row else {
+                    return Err(StoreError::corrupt("short session row"));
+                };
+                let number = |v| text(v).and_then(|t| reply::number(&t));
+                let last_seen = number(seen)?;
+                let absolute = text(abs)?;
+                let label = text(label)?;
+                Ok(SessionInfo {
+                    id: session_id(id)?,
+                    created_at: number(created)?,
+                    last_seen,
+                    idle_deadline: last_seen.saturating_add(number(idle)?),
+                    absolute_deadline: (!absolute.is_empty())
+                        .then(|| reply::number(&absolute))
+                        .transpose()?,
+                    label: (!label.is_empty()).then_some(label),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        list.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        Ok(list)
+    }
+
+    async fn revoke(&self, user_id: &str, scope: &Revoke, now: Millis) -> Result<Vec<SessionId>> {
+        let (mode, target) = match scope {
+            Revoke::One(id) => ("one", id.as_str()),
+            Revoke::All => ("all", ""),
+            Revoke::AllExcept(id) => ("except", id.as_str()),
+        };
+        let reply = self
+            .on_user(&scripts::REVOKE, user_id, now, &[mode, target])
+            .await?;
+        session_ids(&reply)
+    }
+
+    async fn sync_user(&self, user: &BoundUser, now: Millis) -> Result<usize> {
+        let reply = self
+            .on_user(&scripts::SYNC_USER, &user.id, now, &[&user.json])
+            .await?;
+        Ok(usize::try_from(int(&reply)?).unwrap_or(0))
+    }
+
+    async fn connect(&self, conn: &Connection, lease_until: Millis, now: Millis) -> Result<bool> {
+        let json = serde_json::to_string(conn)
+            .map_err(|e| StoreError::corrupt(format!("connection not serializable: {e}")))?;
+        let (base, key) = self.inner.keys.session(&conn.session);
+        let mut inv = self.call(&scripts::CONNECT, &key, &base);
+        inv.arg(conn.session.as_str())
+            .arg(now)
+            .arg(&conn.id)
+            .arg(format!("{lease_until}|{json}"));
+        Ok(self.run::<i64>(&inv).await? == 1)
+    }
+
+    async fn fetch(&self, f: &Fetch) -> Result<Option<Fetched>> {
+        let (base, key) = self.inner.keys.session(&f.id);
+        let mut inv = self.call(&scripts::FETCH, &key, &base);
+        let (conn, until) = f
+            .lease
+            .as_ref()
+            .map_or(("", 0), |(c, until)| (c.as_str(), *until));
+        inv.arg(f.id.as_str())
+            .arg(f.now)
+            .arg(f.known.as_ref().map_or("", |k| k.hash.as_str()))
+            .arg(conn)
+            .arg(until);
+        let reply: Value = self.run(&inv).await?;
+        let items = items(&reply)?;
+        if items.is_empty() {
+            return Ok(None);
+        }
+        let replacement = text(at(items, 0)?)?;
+        Ok(Some(Fetched {
+            replacement: (!replacement.is_empty()).then_some(replacement),
+            known_is_current: int(at(items, 1)?)? == 1,
+            record: record(f.id.clone(), at(items, 2)?, at(items, 3)?)?,
+        }))
+    }
+
+    async fn disconnect(&self, id: &SessionId, connection_id: &str) -> Result<()> {
+        let mut cmd = redis::cmd("HDEL");
+        cmd.arg(self.inner.keys.connections(id)).arg(connection_id);
+        let _: i64 = self.within(self.inner.conn.query(&cmd)).await?;
+        Ok(())
+    }
+
+    async fn list_connections(&self, user_id: &str, now: Millis) -> Result<Vec<Connection>> {
+        let reply = self
+            .on_user(&scripts::CONNECTIONS, user_id, now, &[])
+            .await?;
+        items(&reply)?
+            .iter()
+            .map(|v| {
+                serde_json::from_str(&text(v)?)
+                    .map_err(|e| StoreError::corrupt(format!("unreadable connection: {e}")))
+            })
+            .collect()
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<SessionEnded> {
+        self.inner.events.subscribe()
+    }
+}

@@ -1,0 +1,336 @@
+//! What only the Redis store must show: its cost per request counted by the
+//! server, keys that hold no token and all expire, Redis Cluster slots, and
+//! behaviour when the server dies or hangs. Each test runs its own private
+//! `redis-server` (or cluster) so that counts and faults are its own.
+
+mod support;
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use axum::routing;
+use axum::Router;
+use futures_util::StreamExt;
+use http::StatusCode;
+use sessionkit::{RedisStore, Session, SessionLayer, SessionLayerBuilder};
+use support::redis::*;
+use support::*;
+
+const TIMEOUT: Duration = Duration::from_millis(400);
+
+async fn store(url: &str, prefix: &str) -> RedisStore {
+    RedisStore::builder()
+        .prefix(prefix)
+        .command_timeout(TIMEOUT)
+        .connect(url)
+        .await
+        .expect("connect to the test server")
+}
+
+fn app(layer: SessionLayer) -> Router {
+    Router::new()
+        .route(
+            "/count",
+            routing::post(|s: Session| async move {
+                let n: u64 = s.get("n")?.unwrap_or(0);
+                s.insert("n", n + 1)?;
+                Ok::<_, sessionkit::Error>((n + 1).to_string())
+            }),
+        )
+        .route(
+            "/read",
+            routing::get(|s: Session| async move {
+                let n: u64 = s.get("n")?.unwrap_or(0);
+                Ok::<_, sessionkit::Error>(n.to_string())
+            }),
+        )
+        .route(
+            "/login",
+            routing::post(|s: Session| async move {
+                s.login(&user(7, "lin")).await?;
+                Ok::<_, sessionkit::Error>("in")
+            }),
+        )
+        .route("/plain", routing::get(|| async { "no session here" }))
+        .layer(layer)
+}
+
+fn layered(
+    store: RedisStore,
+    configure: impl FnOnce(SessionLayerBuilder) -> SessionLayerBuilder,
+) -> Router {
+    app(configure(SessionLayer::builder(store)).build())
+}
+
+/// The commands clients sent (not those scripts ran) that touch `prefix`,
+/// as `MONITOR` shows them, while `action` runs.
+async fn client_commands<F: std::future::Future>(
+    url: &str,
+    prefix: &str,
+    action: F,
+) -> Vec<String> {
+    let client = ::redis::Client::open(url).unwrap();
+    let mut monitor = client.get_async_monitor().await.unwrap();
+    let mut lines = monitor.on_message::<String>();
+    action.await;
+    let marker = format!("end-{}", random_prefix());
+    let mut con = connection(url).await;
+    let _: String = ::redis::cmd("ECHO")
+        .arg(&marker)
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    while let Some(line) = tokio::time::timeout(Duration::from_secs(2), lines.next())
+        .await
+        .expect("MONITOR went quiet before the marker")
+    {
+        if line.contains(&marker) {
+            break;
+        }
+        // Commands run by scripts are shown as coming from `lua`.
+        if line.contains(prefix) && !line.contains(" lua]") {
+            seen.push(line);
+        }
+    }
+    seen
+}
+
+fn delta(
+    before: &std::collections::HashMap<String, u64>,
+    after: &std::collections::HashMap<String, u64>,
+    name: &str,
+) -> u64 {
+    after.get(name).copied().unwrap_or(0) - before.get(name).copied().unwrap_or(0)
+}
+
+#[tokio::test]
+async fn a_read_costs_one_command_a_write_two_an_untouched_route_none() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let prefix = random_prefix();
+    let app = layered(store(&url, &prefix).await, |b| b);
+    let token = send(&app, post("/count", None)).await.cookie().unwrap();
+    // Scripts are loaded on first use; count from then on.
+    send(&app, get("/read", Some(&token))).await;
+    send(&app, post("/count", Some(&token))).await;
+
+    for (request, expected) in [
+        (get("/read", Some(&token)), 1),
+        (post("/count", Some(&token)), 2),
+        (get("/plain", Some(&token)), 0),
+    ] {
+        let uri = request.uri().to_string();
+        let before = command_stats(&url).await;
+        let sent = client_commands(&url, &prefix, async {
+            let res = send(&app, request).await;
+            assert_eq!(res.status, StatusCode::OK, "{uri}");
+        })
+        .await;
+        let after = command_stats(&url).await;
+        let evalsha = delta(&before, &after, "evalsha");
+        assert_eq!(
+            evalsha, expected,
+            "{uri}: EVALSHA calls in INFO commandstats"
+        );
+        assert_eq!(delta(&before, &after, "eval"), 0, "{uri}: no EVAL");
+        assert_eq!(
+            delta(&before, &after, "script|load"),
+            0,
+            "{uri}: no SCRIPT LOAD"
+        );
+        assert_eq!(
+            sent.len() as u64,
+            expected,
+            "{uri}: commands sent by the client (round trips): {sent:#?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn keys_hold_no_token_and_every_key_expires() {
+    let server = RedisServer::shared_or_start();
+    let url = server.url();
+    let prefix = random_prefix();
+    let app = layered(store(&url, &prefix).await, |b| {
+        b.sfr(Duration::from_secs(60))
+    });
+    let mut tokens = Vec::new();
+    for _ in 0..5 {
+        tokens.push(send(&app, post("/count", None)).await.cookie().unwrap());
+    }
+    let logged_in = send(&app, post("/login", Some(&tokens[0])))
+        .await
+        .cookie()
+        .unwrap();
+    tokens.push(logged_in);
+
+    let found = keys(&url, &format!("{prefix}*")).await;
+    assert!(found.len() >= 6, "sessions and tokens stored: {found:?}");
+    let mut con = connection(&url).await;
+    for key in &found {
+        let ttl = ttl_ms(&url, key).await;
+        assert!(ttl > 0, "{key} has no TTL ({ttl})");
+        let dump: Vec<u8> = ::redis::cmd("DUMP")
+            .arg(key)
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        let dump = String::from_utf8_lossy(&dump);
+        for token in &tokens {
+            let secret = &token[4..];
+            assert!(!key.contains(secret), "{key} contains a token");
+            assert!(!dump.contains(secret), "{key}'s value contains a token");
+        }
+    }
+}
+
+#[tokio::test]
+async fn once_sessions_expire_nothing_is_left() {
+    let server = RedisServer::shared_or_start();
+    let url = server.url();
+    let prefix = random_prefix();
+    let app = layered(store(&url, &prefix).await, |b| {
+        b.idle_timeout(Duration::from_millis(900))
+            .sfr(Duration::from_millis(300))
+            .ojs(Duration::from_millis(200))
+            .cijs(Duration::from_millis(200))
+    });
+    let mut tokens = Vec::new();
+    for _ in 0..10 {
+        tokens.push(send(&app, post("/count", None)).await.cookie().unwrap());
+    }
+    for token in tokens.iter().take(4) {
+        send(&app, post("/login", Some(token))).await;
+    }
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    // Rotations: old tokens in grace, replacements never presented.
+    for token in tokens.iter().skip(4) {
+        let res = send(&app, get("/read", Some(token))).await;
+        assert!(res.cookie().is_some(), "a due token is replaced");
+    }
+    assert!(!keys(&url, &format!("{prefix}*")).await.is_empty());
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let left = keys(&url, &format!("{prefix}*")).await;
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "keys outlived their sessions: {left:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn redis_down_is_a_503_within_the_timeout_and_heals_with_the_old_sessions() {
+    let mut server = RedisServer::start();
+    let url = server.url();
+    let app = layered(store(&url, &random_prefix()).await, |b| b);
+    let token = send(&app, post("/count", None)).await.cookie().unwrap();
+
+    // Down, with its data saved to disk so the restart brings it back.
+    let mut con = connection(&url).await;
+    let _: ::redis::RedisResult<()> = ::redis::cmd("SHUTDOWN")
+        .arg("SAVE")
+        .query_async(&mut con)
+        .await;
+    server.kill();
+
+    let started = Instant::now();
+    let res = send(&app, post("/count", Some(&token))).await;
+    assert_eq!(res.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(res.body, "session store unavailable");
+    assert!(started.elapsed() < TIMEOUT * 3, "{:?}", started.elapsed());
+    assert_eq!(
+        send(&app, get("/plain", Some(&token))).await.status,
+        StatusCode::OK
+    );
+
+    server.restart();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let body = loop {
+        let res = send(&app, post("/count", Some(&token))).await;
+        if res.status == StatusCode::OK {
+            break res.body;
+        }
+        assert!(Instant::now() < deadline, "the store did not heal");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(body, "2", "the session stored before the outage is back");
+}
+
+#[tokio::test]
+async fn a_hung_redis_does_not_hang_requests() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let app = layered(store(&url, &random_prefix()).await, |b| b);
+    let token = send(&app, post("/count", None)).await.cookie().unwrap();
+
+    server.stop();
+    let started = Instant::now();
+    let res = send(&app, get("/read", Some(&token))).await;
+    let waited = started.elapsed();
+    assert_eq!(res.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(waited >= TIMEOUT / 2 && waited < TIMEOUT * 3, "{waited:?}");
+    assert_eq!(
+        send(&app, get("/plain", Some(&token))).await.status,
+        StatusCode::OK
+    );
+
+    server.cont();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let res = send(&app, post("/count", Some(&token))).await;
+        if res.status == StatusCode::OK {
+            assert_eq!(res.body, "2");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the store did not recover");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn cluster_keeps_a_session_in_one_slot_and_spreads_sessions() {
+    let cluster = RedisCluster::start();
+    let urls = cluster.urls();
+    let prefix = random_prefix();
+    let store = RedisStore::builder()
+        .prefix(&prefix)
+        .cluster(&urls)
+        .await
+        .expect("connect to the cluster");
+    let app = layered(store, |b| b);
+    let mut tokens = Vec::new();
+    for _ in 0..40 {
+        let token = send(&app, post("/count", None)).await.cookie().unwrap();
+        assert_eq!(send(&app, post("/count", Some(&token))).await.body, "2");
+        tokens.push(token);
+    }
+    // A login moves the session to its user's slot, data and all.
+    let logged_in = send(&app, post("/login", Some(&tokens[0])))
+        .await
+        .cookie()
+        .unwrap();
+    assert_eq!(send(&app, get("/read", Some(&logged_in))).await.body, "2");
+    assert_eq!(send(&app, get("/read", Some(&tokens[0]))).await.body, "0");
+
+    let mut holders = HashSet::new();
+    for master in cluster_masters(&urls).await {
+        let found = keys(&master, &format!("{prefix}*")).await;
+        if !found.is_empty() {
+            holders.insert(master.clone());
+        }
+        for key in found {
+            // Every key of one tag is on the node holding that tag's slot.
+            let tag = key[prefix.len()..].split('}').next().unwrap().to_owned();
+            let siblings = keys(&master, &format!("{prefix}{tag}}}*")).await;
+            let everywhere = cluster_keys(&urls, &format!("{prefix}{tag}}}*")).await;
+            assert_eq!(siblings, everywhere, "{tag}'s keys are split");
+        }
+    }
+    assert!(holders.len() >= 2, "sessions spread over the masters");
+}
