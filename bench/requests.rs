@@ -51,8 +51,10 @@ fn bench_app(c: &mut Criterion, name: &str, app: Router, rt: &tokio::runtime::Ru
             .iter(|| app.clone().oneshot(request("GET", "/api/me", &cookie)))
     });
     group.bench_function("write POST /api/counter", |b| {
-        b.to_async(rt)
-            .iter(|| app.clone().oneshot(request("POST", "/api/counter", &cookie)))
+        b.to_async(rt).iter(|| {
+            app.clone()
+                .oneshot(request("POST", "/api/counter", &cookie))
+        })
     });
     group.bench_function("no session GET /missing", |b| {
         b.to_async(rt)
@@ -67,7 +69,10 @@ fn requests(c: &mut Criterion) {
         .build()
         .unwrap();
     let memory = rt.block_on(async {
-        demo::app(sessionkit::MemoryStore::new(), demo::Regeneration::default())
+        demo::app(
+            sessionkit::MemoryStore::new(),
+            demo::Regeneration::default(),
+        )
     });
     bench_app(c, "memory", memory, &rt);
 
