@@ -132,3 +132,60 @@ pub trait SessionStore: Send + Sync + 'static {
     /// A receiver that lags must assume any session may have ended.
     fn subscribe(&self) -> broadcast::Receiver<SessionEnded>;
 }
+
+/// A shared store is a store: `Arc<MemoryStore>`, or `Arc<dyn SessionStore>`
+/// to choose the store at run time.
+#[async_trait]
+impl<S: SessionStore + ?Sized> SessionStore for std::sync::Arc<S> {
+    async fn load(&self, token: &TokenDigest, opts: &LoadOptions) -> Result<Lookup> {
+        (**self).load(token, opts).await
+    }
+    async fn create(&self, new: &NewSession) -> Result<()> {
+        (**self).create(new).await
+    }
+    async fn save(&self, id: &SessionId, delta: &Delta, now: Millis) -> Result<bool> {
+        (**self).save(id, delta, now).await
+    }
+    async fn rotate(&self, rotation: &Rotation) -> Result<Rotated> {
+        (**self).rotate(rotation).await
+    }
+    async fn regenerate(
+        &self,
+        id: &SessionId,
+        new: &TokenDigest,
+        delta: &Delta,
+        now: Millis,
+    ) -> Result<bool> {
+        (**self).regenerate(id, new, delta, now).await
+    }
+    async fn login(&self, login: &Login) -> Result<LoginOutcome> {
+        (**self).login(login).await
+    }
+    async fn destroy(&self, id: &SessionId, reason: EndReason, now: Millis) -> Result<bool> {
+        (**self).destroy(id, reason, now).await
+    }
+    async fn list_sessions(&self, user_id: &str, now: Millis) -> Result<Vec<SessionInfo>> {
+        (**self).list_sessions(user_id, now).await
+    }
+    async fn revoke(&self, user_id: &str, scope: &Revoke, now: Millis) -> Result<Vec<SessionId>> {
+        (**self).revoke(user_id, scope, now).await
+    }
+    async fn sync_user(&self, user: &BoundUser, now: Millis) -> Result<usize> {
+        (**self).sync_user(user, now).await
+    }
+    async fn connect(&self, conn: &Connection, lease_until: Millis, now: Millis) -> Result<bool> {
+        (**self).connect(conn, lease_until, now).await
+    }
+    async fn fetch(&self, fetch: &Fetch) -> Result<Option<Fetched>> {
+        (**self).fetch(fetch).await
+    }
+    async fn disconnect(&self, id: &SessionId, connection_id: &str) -> Result<()> {
+        (**self).disconnect(id, connection_id).await
+    }
+    async fn list_connections(&self, user_id: &str, now: Millis) -> Result<Vec<Connection>> {
+        (**self).list_connections(user_id, now).await
+    }
+    fn subscribe(&self) -> broadcast::Receiver<SessionEnded> {
+        (**self).subscribe()
+    }
+}
