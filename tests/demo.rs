@@ -4,6 +4,7 @@
 #[allow(dead_code)]
 #[path = "../examples/demo.rs"]
 mod demo;
+mod support;
 
 use std::time::{Duration, Instant};
 
@@ -12,16 +13,67 @@ use serde_json::{json, Value};
 use sessionkit::{MemoryStore, SessionStore};
 use tokio_tungstenite::tungstenite;
 
+/// A demo server: in this process, or a separate `demo` process.
 struct Demo {
     base: String,
     addr: std::net::SocketAddr,
-    task: tokio::task::JoinHandle<()>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    process: Option<std::process::Child>,
 }
 
 impl Drop for Demo {
     fn drop(&mut self) {
-        self.task.abort();
+        if let Some(task) = &self.task {
+            task.abort();
+        }
+        if let Some(child) = &mut self.process {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
+}
+
+/// Starts the demo example's binary, as `cargo run --example demo` does,
+/// on a free port and on the Redis at `redis_url`.
+async fn spawn_demo(redis_url: &str) -> Demo {
+    // Tests run from target/<profile>/deps; examples are built next to it.
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .map(|profile| profile.join("examples").join("demo"))
+        .filter(|bin| bin.exists())
+        .expect(
+            "the demo binary: build it with `cargo build --example demo` (scripts/test.sh does)",
+        );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let process = std::process::Command::new(bin)
+        .env("PORT", port.to_string())
+        .env("REDIS_URL", redis_url)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    let demo = Demo {
+        base: format!("http://{addr}"),
+        addr,
+        task: None,
+        process: Some(process),
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tokio::net::TcpStream::connect(addr).await.is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the demo did not start listening"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    demo
 }
 
 async fn start(store: impl SessionStore) -> Demo {
@@ -34,7 +86,8 @@ async fn start(store: impl SessionStore) -> Demo {
     Demo {
         base: format!("http://{addr}"),
         addr,
-        task,
+        task: Some(task),
+        process: None,
     }
 }
 
@@ -47,7 +100,15 @@ struct Browser {
 
 impl Browser {
     fn new(demo: &Demo) -> Self {
-        let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
+        Self::with_jar(demo, Default::default())
+    }
+
+    /// The same browser (same cookies) talking to another server.
+    fn on(&self, demo: &Demo) -> Self {
+        Self::with_jar(demo, self.jar.clone())
+    }
+
+    fn with_jar(demo: &Demo, jar: std::sync::Arc<reqwest::cookie::Jar>) -> Self {
         Browser {
             client: reqwest::Client::builder()
                 .cookie_provider(jar.clone())
@@ -264,8 +325,25 @@ async fn the_socket_greets_echoes_and_closes_when_the_session_is_revoked() {
 
     // The laptop revokes the phone's session: the phone's socket closes with
     // 1008 within a second.
-    let sessions = laptop.json("GET", "/api/sessions").await;
-    let phone_id = sessions
+    revoke_other_and_expect_close(&laptop, &mut socket).await;
+    // The registry is empty once the socket is gone.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while !laptop
+        .json("GET", "/api/connections")
+        .await
+        .as_array()
+        .unwrap()
+        .is_empty()
+    {
+        assert!(Instant::now() < deadline, "connection still registered");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Revoking a session's sibling and waiting for the close frame.
+async fn revoke_other_and_expect_close(revoker: &Browser, socket: &mut Socket) {
+    let sessions = revoker.json("GET", "/api/sessions").await;
+    let other = sessions
         .as_array()
         .unwrap()
         .iter()
@@ -275,8 +353,8 @@ async fn the_socket_greets_echoes_and_closes_when_the_session_is_revoked() {
         .unwrap()
         .to_owned();
     let started = Instant::now();
-    let (status, _) = laptop
-        .call("DELETE", &format!("/api/sessions/{phone_id}"), None)
+    let (status, _) = revoker
+        .call("DELETE", &format!("/api/sessions/{other}"), None)
         .await;
     assert_eq!(status, 204);
     let code = loop {
@@ -290,16 +368,41 @@ async fn the_socket_greets_echoes_and_closes_when_the_session_is_revoked() {
     };
     assert_eq!(code, Some(1008));
     assert!(started.elapsed() < Duration::from_secs(1));
-    // The registry is empty once the socket is gone.
-    let deadline = Instant::now() + Duration::from_secs(2);
-    while !laptop
-        .json("GET", "/api/connections")
-        .await
-        .as_array()
-        .unwrap()
-        .is_empty()
-    {
-        assert!(Instant::now() < deadline, "connection still registered");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+}
+
+#[tokio::test]
+async fn two_demo_processes_on_one_redis_share_sessions() {
+    let redis = support::redis::RedisServer::start();
+    let a = spawn_demo(&redis.url()).await;
+    let b = spawn_demo(&redis.url()).await;
+
+    let phone = Browser::new(&a);
+    phone.login("dora").await;
+    assert_eq!(phone.json("POST", "/api/counter").await["counter"], 1);
+    // The same cookie on the other process: same session.
+    let phone_on_b = phone.on(&b);
+    let me = phone_on_b.json("GET", "/api/me").await;
+    assert_eq!(me["user"], "dora");
+    assert_eq!(me["counter"], 1);
+    assert_eq!(phone_on_b.json("POST", "/api/counter").await["counter"], 2);
+    assert_eq!(phone.json("GET", "/api/me").await["counter"], 2);
+
+    // A socket held by process A closes within a second of a revocation
+    // made through process B (the demo's heartbeat is 5 s: only the
+    // store's session-ended feed can be that fast).
+    let mut socket = phone.open_ws(&a).await;
+    assert_eq!(next_json(&mut socket).await["state"]["user"], "dora");
+    let laptop = Browser::new(&b);
+    laptop.login("dora").await;
+    assert_eq!(
+        laptop
+            .json("GET", "/api/connections")
+            .await
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    revoke_other_and_expect_close(&laptop, &mut socket).await;
+    assert_eq!(phone.json("GET", "/api/me").await["user"], Value::Null);
 }
