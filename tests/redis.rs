@@ -51,6 +51,13 @@ fn app(layer: SessionLayer) -> Router {
                 Ok::<_, sessionkit::Error>("in")
             }),
         )
+        .route(
+            "/logout",
+            routing::post(|s: Session| async move {
+                s.logout().await?;
+                Ok::<_, sessionkit::Error>("out")
+            }),
+        )
         .route("/plain", routing::get(|| async { "no session here" }))
         .layer(layer)
 }
@@ -228,7 +235,8 @@ async fn once_sessions_expire_nothing_is_left() {
 async fn redis_down_is_a_503_within_the_timeout_and_heals_with_the_old_sessions() {
     let mut server = RedisServer::start();
     let url = server.url();
-    let app = layered(store(&url, &random_prefix()).await, |b| b);
+    let store = store(&url, &random_prefix()).await;
+    let app = layered(store.clone(), |b| b);
     let token = send(&app, post("/count", None)).await.cookie().unwrap();
 
     // Down, with its data saved to disk so the restart brings it back.
@@ -260,6 +268,18 @@ async fn redis_down_is_a_503_within_the_timeout_and_heals_with_the_old_sessions(
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert_eq!(body, "2", "the session stored before the outage is back");
+
+    // The session-ended feed resubscribed by itself.
+    let mut feed = sessionkit::SessionStore::subscribe(&store);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let token = send(&app, post("/login", None)).await.cookie().unwrap();
+        send(&app, post("/logout", Some(&token))).await;
+        match tokio::time::timeout(Duration::from_millis(200), feed.recv()).await {
+            Ok(Ok(_)) => break,
+            _ => assert!(Instant::now() < deadline, "no event after the restart"),
+        }
+    }
 }
 
 #[tokio::test]
