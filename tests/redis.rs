@@ -354,3 +354,39 @@ async fn cluster_keeps_a_session_in_one_slot_and_spreads_sessions() {
     }
     assert!(holders.len() >= 2, "sessions spread over the masters");
 }
+
+#[tokio::test]
+async fn a_user_index_never_piles_up_dead_entries() {
+    let server = RedisServer::shared_or_start();
+    let url = server.url();
+    let prefix = random_prefix();
+    let app = layered(store(&url, &prefix).await, |b| {
+        b.idle_timeout(Duration::from_millis(400))
+    });
+    let kept = send(&app, post("/login", None)).await.cookie().unwrap();
+    for _ in 0..20 {
+        send(&app, post("/login", None)).await;
+    }
+    let index = keys(&url, &format!("{prefix}*:u:7")).await;
+    assert_eq!(index.len(), 1, "{index:?}");
+    let zcard = || async {
+        let mut con = connection(&url).await;
+        ::redis::cmd("ZCARD")
+            .arg(&index[0])
+            .query_async::<u64>(&mut con)
+            .await
+            .unwrap()
+    };
+    assert_eq!(zcard().await, 21);
+    // The others idle out while one session stays in use (so the index key
+    // itself lives on). Nobody lists them; the kept session's refreshes
+    // drop them.
+    for _ in 0..6 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(
+            send(&app, get("/read", Some(&kept))).await.status,
+            StatusCode::OK
+        );
+    }
+    assert_eq!(zcard().await, 1);
+}

@@ -109,6 +109,10 @@ local function settle(s, now)
   if s.uid then
     local u = b .. 'u:' .. s.uid
     redis.call('ZADD', u, num(at), s.id)
+    -- Scores are exact expiries, so entries scored in the past belong to
+    -- sessions whose keys expired on their own: drop them, so that a user
+    -- who is never listed cannot pile up dead entries.
+    redis.call('ZREMRANGEBYSCORE', u, '-inf', num(now))
     -- The index lives as long as its longest session.
     if redis.call('PTTL', u) < tonumber(ttl) then redis.call('PEXPIRE', u, ttl) end
   end
