@@ -54,6 +54,8 @@
 
 pub mod clock;
 mod config;
+#[cfg(feature = "conformance")]
+pub mod conformance;
 pub mod connection;
 mod error;
 pub mod layer;
