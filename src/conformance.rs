@@ -99,6 +99,7 @@ macro_rules! __sessionkit_conformance {
             regenerate_replaces_every_token,
             login_carries_data_over,
             login_without_previous_session,
+            login_applies_delta_settings,
             login_enforces_max_sessions,
             destroy_ends_session,
             list_sessions_reports_metadata,
@@ -112,9 +113,11 @@ macro_rules! __sessionkit_conformance {
             connection_lease_runs_out,
             fetch_refreshes_session_and_lease,
             fetch_follows_rotation,
+            fetch_withholds_lapsed_replacement,
             live_connection_keeps_replacement,
             disconnect_removes_connection,
             destroy_removes_connections,
+            destroy_of_expired_session_is_false,
             fetch_gone_session,
             stale_token_leaves_session_live,
         }
@@ -2822,4 +2825,81 @@ pub async fn stale_token_leaves_session_live<S: SessionStore + Clone>(store: S) 
         "a session destroyed for a stale token",
     )
     .await;
+}
+
+/// A login applies its delta's settings (idle timeout, label) to the new
+/// session, not only its data.
+pub async fn login_applies_delta_settings<S: SessionStore + Clone>(store: S) {
+    let t0 = start();
+    let user = unique_user("lena");
+    let (mut login, token) = login_request(&user, t0);
+    login.delta = Delta {
+        idle_timeout: Some(2 * IDLE),
+        label: Some("laptop".to_owned()),
+        ..Delta::default()
+    };
+    let member = submit(&store, login, token).await;
+    let listed = list(&store, &user, t0).await;
+    assert_eq!(listed.len(), 1, "one session listed after the login");
+    assert_eq!(
+        listed[0].label.as_deref(),
+        Some("laptop"),
+        "the login's delta label"
+    );
+    assert_eq!(
+        listed[0].idle_deadline,
+        t0 + 2 * IDLE,
+        "the login's delta idle timeout"
+    );
+    expect_current(
+        probe(&store, &member.token, t0 + IDLE + MINUTE).await,
+        "past the default idle timeout, inside the delta's",
+    );
+}
+
+/// A replacement that lapsed unadopted is not handed out by `fetch` (without
+/// a live connection's lease), and the lapsed token is not current.
+pub async fn fetch_withholds_lapsed_replacement<S: SessionStore + Clone>(store: S) {
+    let t0 = start();
+    let user = unique_user("quin");
+    let member = log_in(&store, &user, t0).await;
+    let t1 = t0 + MINUTE;
+    let new = rotate_installed(&store, &member.id, &member.token, t1, "rotating").await;
+    let t2 = t1 + CIJS;
+    let Some(fetched) = fetch(&store, &member.id, Some(&member.token), None, t2).await else {
+        panic!("fetch inside the old token's grace window returned None");
+    };
+    assert_eq!(
+        fetched.replacement, None,
+        "fetch after the replacement lapsed must not hand it out"
+    );
+    let Some(fetched) = fetch(&store, &member.id, Some(&new), None, t2).await else {
+        panic!("fetch inside the old token's grace window returned None");
+    };
+    assert!(
+        !fetched.known_is_current,
+        "a lapsed replacement must not count as the current token"
+    );
+    expect_missing(
+        load(&store, &new, t2).await,
+        "loading the lapsed replacement",
+    );
+}
+
+/// `destroy` of a session whose deadline passed (but which a store may still
+/// hold) returns `false`, like any missing session.
+pub async fn destroy_of_expired_session_is_false<S: SessionStore + Clone>(store: S) {
+    let t0 = start();
+    let (id, token) = create(&store, t0, &[("k", "1")]).await;
+    assert!(
+        !ok(
+            store.destroy(&id, EndReason::LoggedOut, t0 + IDLE).await,
+            "destroy"
+        ),
+        "destroying a session past its idle deadline returned true"
+    );
+    expect_missing(
+        load(&store, &token, t0 + IDLE).await,
+        "loading it afterwards",
+    );
 }

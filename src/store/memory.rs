@@ -594,6 +594,7 @@ impl SessionStore for MemoryStore {
                         shard.tokens.remove(&hash);
                     }
                     shard.tokens.insert(new.hash.clone(), id.clone());
+                    shard.reschedule(id);
                     true
                 }
                 None => false,
@@ -648,11 +649,17 @@ impl SessionStore for MemoryStore {
             login.delta.apply_to(&mut data);
             target.purge(new.now, REAP_ON_WRITE, &self.inner.events);
             target.insert(new, data.clone());
-            if let (Some(idle), Some(entry)) =
-                (login.delta.idle_timeout, target.sessions.get_mut(&new.id))
-            {
-                entry.record.idle_timeout = idle;
+            // The delta's data is in `data` already; its settings go on the
+            // new session.
+            if let Some(entry) = target.sessions.get_mut(&new.id) {
+                if let Some(idle) = login.delta.idle_timeout {
+                    entry.record.idle_timeout = idle;
+                }
+                if let Some(label) = &login.delta.label {
+                    entry.record.label = Some(label.clone());
+                }
             }
+            target.reschedule(&new.id);
             let mut evicted = Vec::new();
             if let Some(max) = login.max_sessions {
                 let mut live: Vec<(Millis, SessionId)> = target
@@ -675,9 +682,13 @@ impl SessionStore for MemoryStore {
         Ok(outcome)
     }
 
-    async fn destroy(&self, id: &SessionId, reason: EndReason, _now: Millis) -> Result<bool> {
+    async fn destroy(&self, id: &SessionId, reason: EndReason, now: Millis) -> Result<bool> {
         let mut ended = Vec::new();
-        let removed = self.inner.shard(&id.tag()).end(id, reason, &mut ended);
+        let removed = {
+            let mut shard = self.inner.shard(&id.tag());
+            // A session found dead on the way is removed as expired.
+            shard.live(id, now, &mut ended).is_some() && shard.end(id, reason, &mut ended)
+        };
         self.inner.end(ended);
         Ok(removed)
     }
@@ -769,8 +780,13 @@ impl SessionStore for MemoryStore {
                     }
                 }
                 let known = f.known.as_ref().map(|k| &k.hash);
+                // A replacement that lapsed unadopted is never handed out
+                // again, nor does it count as the current token.
+                let reachable = entry.adopted || f.now < entry.lapse_at;
                 let replacement = match (&entry.previous, known) {
-                    (Some(prev), Some(k)) if &prev.hash == k && f.now < prev.grace_until => {
+                    (Some(prev), Some(k))
+                        if &prev.hash == k && f.now < prev.grace_until && reachable =>
+                    {
                         Some(prev.sealed.clone())
                     }
                     _ => None,
@@ -778,7 +794,7 @@ impl SessionStore for MemoryStore {
                 Fetched {
                     record: entry.record.clone(),
                     replacement,
-                    known_is_current: known == Some(&entry.current),
+                    known_is_current: reachable && known == Some(&entry.current),
                 }
             })
         };

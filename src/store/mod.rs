@@ -87,13 +87,15 @@ pub trait SessionStore: Send + Sync + 'static {
     ) -> Result<bool>;
 
     /// Starts the authenticated session `login.session`, carrying over the
-    /// data of `login.from` (with `login.delta` applied on top) and ending
-    /// `login.from`; records it in the user's index and enforces
-    /// `login.max_sessions` by revoking the user's oldest sessions.
+    /// data of `login.from` if it is live (with `login.delta` applied on
+    /// top: its data, idle timeout and label) and ending `login.from`;
+    /// records it in the user's index and enforces `login.max_sessions` by
+    /// revoking the user's oldest sessions.
     async fn login(&self, login: &Login) -> Result<LoginOutcome>;
 
     /// Ends a session: its tokens, its index entry and its connections go
-    /// with it, and subscribers are told. Returns `false` if it was gone.
+    /// with it, and subscribers are told. Returns `false` if it was gone
+    /// (or no longer live).
     async fn destroy(&self, id: &SessionId, reason: EndReason, now: Millis) -> Result<bool>;
 
     /// The live sessions of a user, oldest first. Dead index entries met on

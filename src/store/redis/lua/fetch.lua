@@ -26,9 +26,14 @@ if conn ~= '' then
     end
   end
 end
+-- A replacement that lapsed unadopted is never handed out again, nor does
+-- it count as the current token.
+local reachable = s.adopted == '1' or now < tonumber(s.lapse)
 local replacement = ''
-if known ~= '' and s.prev == known and now < tonumber(s.grace) then replacement = s.sealed end
+if reachable and known ~= '' and s.prev == known and now < tonumber(s.grace) then
+  replacement = s.sealed
+end
 local current = 0
-if known ~= '' and s.cur == known then current = 1 end
+if reachable and known ~= '' and s.cur == known then current = 1 end
 settle(s, now)
 return {replacement, current, s.seen, flat}

@@ -29,6 +29,7 @@ local s = {base = BASE, id = ARGV[3], cur = ARGV[4], created = ARGV[5], seen = A
 if ARGV[7] ~= '' then s.abs = ARGV[7] end
 if ARGV[10] ~= '' then s.label = string.sub(ARGV[10], 2) end
 if d.idle ~= '' then s.idle = d.idle end
+if d.label ~= '' then s.label = string.sub(d.label, 2) end
 store(s, data, now)
 local evicted = {}
 local max = tonumber(ARGV[11])
