@@ -194,9 +194,11 @@ async fn keys_hold_no_token_and_every_key_expires() {
 
 #[tokio::test]
 async fn once_sessions_expire_nothing_is_left() {
-    let server = RedisServer::shared_or_start();
+    // A private server, so that DBSIZE counts only this test's keys.
+    let server = RedisServer::start();
     let url = server.url();
     let prefix = random_prefix();
+    let before = dbsize(&url).await;
     let app = layered(store(&url, &prefix).await, |b| {
         b.idle_timeout(Duration::from_millis(900))
             .sfr(Duration::from_millis(300))
@@ -229,6 +231,7 @@ async fn once_sessions_expire_nothing_is_left() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    assert_eq!(dbsize(&url).await, before, "DBSIZE is back to what it was");
 }
 
 #[tokio::test]
