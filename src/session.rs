@@ -179,8 +179,31 @@ impl Session {
         session
     }
 
-    /// Loads the session once per request; later calls return at once.
-    pub(crate) async fn load(&self) -> Result<(), Error> {
+    /// Loads the session from the store, once per request: later calls
+    /// return at once.
+    ///
+    /// The axum extractor does this for you. A plain Tower service takes the
+    /// `Session` the layer put in the request's extensions and calls `load`
+    /// before using it; what it changes is saved after the service answers,
+    /// as with the extractor.
+    ///
+    /// ```
+    /// use http::{Request, Response};
+    /// use sessionkit::Session;
+    ///
+    /// async fn handle(req: Request<String>) -> Result<Response<String>, sessionkit::Error> {
+    ///     let session = req
+    ///         .extensions()
+    ///         .get::<Session>()
+    ///         .cloned()
+    ///         .ok_or(sessionkit::Error::MissingLayer)?;
+    ///     session.load().await?;
+    ///     let n: u64 = session.get("n")?.unwrap_or(0);
+    ///     session.insert("n", n + 1)?;
+    ///     Ok(Response::new(format!("{}", n + 1)))
+    /// }
+    /// ```
+    pub async fn load(&self) -> Result<(), Error> {
         self.inner
             .loaded
             .get_or_try_init(|| self.load_from_store())

@@ -657,3 +657,42 @@ fn clock_now(clock: &ManualClock) -> u64 {
     use sessionkit::Clock;
     clock.now()
 }
+
+#[tokio::test]
+async fn a_plain_tower_service_loads_and_saves_without_axum() {
+    use tower::{Layer, ServiceExt};
+
+    async fn handle(req: Request<String>) -> Result<http::Response<String>, sessionkit::Error> {
+        let session = req
+            .extensions()
+            .get::<Session>()
+            .cloned()
+            .ok_or(sessionkit::Error::MissingLayer)?;
+        session.load().await?;
+        let n: u64 = session.get("n")?.unwrap_or(0);
+        session.insert("n", n + 1)?;
+        Ok(http::Response::new((n + 1).to_string()))
+    }
+
+    let service = SessionLayer::builder(MemoryStore::new())
+        .build()
+        .layer(tower::service_fn(handle));
+    let res = service
+        .clone()
+        .oneshot(Request::new(String::new()))
+        .await
+        .unwrap();
+    assert_eq!(res.body(), "1");
+    let set = res.headers()["set-cookie"].to_str().unwrap().to_owned();
+    let cookie = set.split(';').next().unwrap().to_owned();
+    let res = service
+        .oneshot(
+            Request::builder()
+                .header("cookie", cookie)
+                .body(String::new())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.body(), "2", "saved after the first response");
+}
