@@ -1,30 +1,50 @@
 //! Automatic token regeneration (TTG/SFR/OJS/CIJS) through the real layer,
-//! on the in-memory store with a manual clock.
+//! with a manual clock, on every store: in memory, on a Redis server and on
+//! a Redis Cluster (`memory::*`, `redis::*`, `cluster::*`).
 
 mod support;
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use axum::body::Body;
 use axum::routing;
 use axum::Router;
 use http::{Request, StatusCode};
-use sessionkit::{ManualClock, MemoryStore, Session, SessionLayer, StaleTokenPolicy};
+use sessionkit::{ManualClock, Session, SessionLayer, SessionStore, StaleTokenPolicy};
+use support::stores::{on_every_store, Backend, TestStore};
 use support::*;
 
 const SFR: Duration = Duration::from_secs(600);
 const OJS: Duration = Duration::from_secs(120);
 const CIJS: Duration = Duration::from_secs(60);
 
+on_every_store! {
+    a_due_token_is_replaced_and_the_session_stays_the_same,
+    rotation_keeps_the_user,
+    inside_the_grace_window_old_and_new_tokens_share_one_session,
+    after_the_grace_window_the_old_token_is_dead,
+    cijs_counts_from_the_last_time_the_replacement_was_sent,
+    a_lapsed_replacement_is_replaced_by_a_fresh_one_and_never_works_again,
+    privilege_changes_never_use_the_grace_window,
+    rotation_costs_no_round_trip_when_not_due_and_one_when_due,
+    a_stale_token_can_revoke_the_session,
+    header_clients_get_the_replacement_in_the_header;
+    parallel: fifty_parallel_requests_with_a_due_token_get_the_same_replacement,
+}
+
 struct Harness {
     app: Router,
     clock: ManualClock,
-    store: Counting<MemoryStore>,
+    /// Counts the calls the layer makes to `stored.store`.
+    store: Counting<Arc<dyn SessionStore>>,
+    stored: TestStore,
 }
 
-fn harness(policy: StaleTokenPolicy) -> Harness {
+async fn harness(backend: Backend, policy: StaleTokenPolicy) -> Harness {
     let clock = ManualClock::new();
-    let store = Counting::new(MemoryStore::with_clock(clock.clone()));
+    let stored = TestStore::new(backend, &clock).await;
+    let store = Counting::new(stored.store.clone());
     let layer = SessionLayer::builder(store.clone())
         .clock(clock.clone())
         .sfr(SFR)
@@ -85,7 +105,12 @@ fn harness(policy: StaleTokenPolicy) -> Harness {
             }),
         )
         .layer(layer);
-    Harness { app, clock, store }
+    Harness {
+        app,
+        clock,
+        store,
+        stored,
+    }
 }
 
 impl Harness {
@@ -109,9 +134,8 @@ fn routing_post(uri: &str, token: Option<&str>) -> Request<Body> {
     post(uri, token)
 }
 
-#[tokio::test]
-async fn a_due_token_is_replaced_and_the_session_stays_the_same() {
-    let h = harness(StaleTokenPolicy::Ignore);
+async fn a_due_token_is_replaced_and_the_session_stays_the_same(backend: Backend) {
+    let h = harness(backend, StaleTokenPolicy::Ignore).await;
     let t1 = h.session().await;
     h.send_login_free_writes(&t1).await;
     let (before, none) = h.state(&t1).await;
@@ -139,9 +163,8 @@ impl Harness {
     }
 }
 
-#[tokio::test]
-async fn rotation_keeps_the_user() {
-    let h = harness(StaleTokenPolicy::Ignore);
+async fn rotation_keeps_the_user(backend: Backend) {
+    let h = harness(backend, StaleTokenPolicy::Ignore).await;
     let t1 = send(&h.app, post("/login", None)).await.cookie().unwrap();
     h.clock.advance(SFR);
     let (state, t2) = h.state(&t1).await;
@@ -149,9 +172,8 @@ async fn rotation_keeps_the_user() {
     assert_eq!(state["user"], "1");
 }
 
-#[tokio::test]
-async fn fifty_parallel_requests_with_a_due_token_get_the_same_replacement() {
-    let h = harness(StaleTokenPolicy::Ignore);
+async fn fifty_parallel_requests_with_a_due_token_get_the_same_replacement(backend: Backend) {
+    let h = harness(backend, StaleTokenPolicy::Ignore).await;
     let t1 = h.session().await;
     h.clock.advance(SFR + Duration::from_secs(1));
     let requests = (0..50).map(|_| {
@@ -171,16 +193,11 @@ async fn fifty_parallel_requests_with_a_due_token_get_the_same_replacement() {
     replacements.dedup();
     assert_eq!(replacements.len(), 1, "single flight: one replacement");
     assert_ne!(replacements[0], t1);
-    assert_eq!(
-        h.store.inner.footprint().0,
-        2,
-        "old + new token, nothing else"
-    );
+    assert_eq!(h.stored.tokens().await, 2, "old + new token, nothing else");
 }
 
-#[tokio::test]
-async fn inside_the_grace_window_old_and_new_tokens_share_one_session() {
-    let h = harness(StaleTokenPolicy::Ignore);
+async fn inside_the_grace_window_old_and_new_tokens_share_one_session(backend: Backend) {
+    let h = harness(backend, StaleTokenPolicy::Ignore).await;
     let t1 = h.session().await;
     h.clock.advance(SFR);
     let (_, t2) = h.state(&t1).await;
@@ -208,9 +225,8 @@ async fn inside_the_grace_window_old_and_new_tokens_share_one_session() {
     assert_eq!(via_old["keys"], serde_json::json!(["n", "new", "old"]));
 }
 
-#[tokio::test]
-async fn after_the_grace_window_the_old_token_is_dead() {
-    let h = harness(StaleTokenPolicy::Ignore);
+async fn after_the_grace_window_the_old_token_is_dead(backend: Backend) {
+    let h = harness(backend, StaleTokenPolicy::Ignore).await;
     let t1 = h.session().await;
     h.clock.advance(SFR);
     let t2 = h.state(&t1).await.1.unwrap();
@@ -226,9 +242,8 @@ async fn after_the_grace_window_the_old_token_is_dead() {
     assert_eq!(h.state(&t2).await.0["n"], 1, "the session lives on");
 }
 
-#[tokio::test]
-async fn cijs_counts_from_the_last_time_the_replacement_was_sent() {
-    let h = harness(StaleTokenPolicy::Ignore);
+async fn cijs_counts_from_the_last_time_the_replacement_was_sent(backend: Backend) {
+    let h = harness(backend, StaleTokenPolicy::Ignore).await;
     let t1 = h.session().await;
     h.clock.advance(SFR);
     let t2 = h.state(&t1).await.1.unwrap();
@@ -241,9 +256,8 @@ async fn cijs_counts_from_the_last_time_the_replacement_was_sent() {
     assert_eq!(h.state(&t2).await.0["n"], 1);
 }
 
-#[tokio::test]
-async fn a_lapsed_replacement_is_replaced_by_a_fresh_one_and_never_works_again() {
-    let h = harness(StaleTokenPolicy::Ignore);
+async fn a_lapsed_replacement_is_replaced_by_a_fresh_one_and_never_works_again(backend: Backend) {
+    let h = harness(backend, StaleTokenPolicy::Ignore).await;
     let t1 = h.session().await;
     h.clock.advance(SFR);
     let t2 = h.state(&t1).await.1.unwrap();
@@ -257,25 +271,31 @@ async fn a_lapsed_replacement_is_replaced_by_a_fresh_one_and_never_works_again()
     assert_eq!(h.state(&t2).await.0["id"], serde_json::Value::Null);
     assert_eq!(h.state(&t3).await.0["n"], 1);
     assert_eq!(h.state(&t2).await.0["id"], serde_json::Value::Null);
-    assert_eq!(h.store.inner.footprint().0, 2, "t1 (in grace) and t3 only");
+    assert_eq!(h.stored.tokens().await, 2, "t1 (in grace) and t3 only");
 }
 
 #[tokio::test]
 async fn nothing_is_left_behind_after_ojs_and_cijs() {
-    let h = harness(StaleTokenPolicy::Ignore);
+    let h = harness(Backend::Memory, StaleTokenPolicy::Ignore).await;
     let t1 = h.session().await;
     h.clock.advance(SFR);
     assert!(h.state(&t1).await.1.is_some());
     // The replacement is never presented and the old token never comes back.
     h.clock.advance(OJS.max(CIJS) + Duration::from_secs(1));
-    h.store.inner.purge_expired();
-    assert_eq!(h.store.inner.len(), 0, "the unreachable session is gone");
-    assert_eq!(h.store.inner.footprint(), (0, 0, 0));
+    // Memory only: on Redis the keys linger until their real TTL (see
+    // `once_sessions_expire_nothing_is_left` in tests/redis.rs).
+    let memory = h.stored.memory();
+    memory.purge_expired();
+    assert_eq!(
+        h.stored.sessions().await,
+        0,
+        "the unreachable session is gone"
+    );
+    assert_eq!(memory.footprint(), (0, 0, 0));
 }
 
-#[tokio::test]
-async fn privilege_changes_never_use_the_grace_window() {
-    let h = harness(StaleTokenPolicy::Ignore);
+async fn privilege_changes_never_use_the_grace_window(backend: Backend) {
+    let h = harness(backend, StaleTokenPolicy::Ignore).await;
     let t1 = h.session().await;
     h.clock.advance(SFR);
     let t2 = h.state(&t1).await.1.unwrap();
@@ -295,9 +315,8 @@ async fn privilege_changes_never_use_the_grace_window() {
     assert_eq!(h.state(&t4).await.0["user"], "1");
 }
 
-#[tokio::test]
-async fn rotation_costs_no_round_trip_when_not_due_and_one_when_due() {
-    let h = harness(StaleTokenPolicy::Ignore);
+async fn rotation_costs_no_round_trip_when_not_due_and_one_when_due(backend: Backend) {
+    let h = harness(backend, StaleTokenPolicy::Ignore).await;
     let t1 = h.session().await;
     let (loads, writes) = h.store.calls();
     h.state(&t1).await;
@@ -315,10 +334,9 @@ async fn rotation_costs_no_round_trip_when_not_due_and_one_when_due() {
     );
 }
 
-#[tokio::test]
-async fn a_stale_token_can_revoke_the_session() {
+async fn a_stale_token_can_revoke_the_session(backend: Backend) {
     for policy in [StaleTokenPolicy::Ignore, StaleTokenPolicy::Revoke] {
-        let h = harness(policy);
+        let h = harness(backend, policy).await;
         let t1 = h.session().await;
         h.clock.advance(SFR);
         let t2 = h.state(&t1).await.1.unwrap();
@@ -330,9 +348,8 @@ async fn a_stale_token_can_revoke_the_session() {
     }
 }
 
-#[tokio::test]
-async fn header_clients_get_the_replacement_in_the_header() {
-    let h = harness(StaleTokenPolicy::Ignore);
+async fn header_clients_get_the_replacement_in_the_header(backend: Backend) {
+    let h = harness(backend, StaleTokenPolicy::Ignore).await;
     let t1 = h.session().await;
     h.clock.advance(SFR);
     let req = Request::get("/state")

@@ -1,16 +1,30 @@
 //! A user's sessions through the layer: listing, revoking, logging out
-//! everywhere, the per-user limit and pushing user changes.
+//! everywhere, the per-user limit and pushing user changes, on every store:
+//! in memory, on a Redis server and on a Redis Cluster (`memory::*`,
+//! `redis::*`, `cluster::*`).
 
 mod support;
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use axum::extract::Path;
 use axum::routing;
 use axum::Router;
 use http::StatusCode;
-use sessionkit::{ManualClock, MemoryStore, Session, SessionId, SessionLayer, SessionManager};
+use sessionkit::{ManualClock, Session, SessionId, SessionLayer, SessionManager};
+use support::stores::{on_every_store, Backend, TestStore};
 use support::*;
+
+on_every_store! {
+    the_active_devices_page,
+    log_out_everywhere_and_everywhere_else,
+    the_oldest_session_goes_beyond_the_limit,
+    sync_user_reaches_every_device_and_leaves_data_alone,
+    a_revoked_session_is_dead_on_every_server_sharing_the_store,
+    expiry_empties_the_index;
+    parallel: logins_racing_log_out_everywhere_leave_only_listed_sessions_alive,
+}
 
 fn app(layer: SessionLayer) -> Router {
     Router::new()
@@ -89,13 +103,13 @@ struct Harness {
     app: Router,
     manager: SessionManager,
     clock: ManualClock,
-    store: MemoryStore,
+    store: TestStore,
 }
 
-fn harness(max: Option<usize>) -> Harness {
+async fn harness(backend: Backend, max: Option<usize>) -> Harness {
     let clock = ManualClock::new();
-    let store = MemoryStore::with_clock(clock.clone());
-    let mut b = SessionLayer::builder(store.clone()).clock(clock.clone());
+    let store = TestStore::new(backend, &clock).await;
+    let mut b = SessionLayer::builder(store.store.clone()).clock(clock.clone());
     if let Some(max) = max {
         b = b.max_sessions_per_user(max);
     }
@@ -120,9 +134,8 @@ impl Harness {
     }
 }
 
-#[tokio::test]
-async fn the_active_devices_page() {
-    let h = harness(None);
+async fn the_active_devices_page(backend: Backend) {
+    let h = harness(backend, None).await;
     let (phone, phone_id) = h.login(1).await;
     h.clock.advance(Duration::from_secs(1));
     let (laptop, laptop_id) = h.login(1).await;
@@ -149,9 +162,8 @@ async fn the_active_devices_page() {
     assert_eq!(h.me(&phone).await["user"]["id"], 1);
 }
 
-#[tokio::test]
-async fn log_out_everywhere_and_everywhere_else() {
-    let h = harness(None);
+async fn log_out_everywhere_and_everywhere_else(backend: Backend) {
+    let h = harness(backend, None).await;
     let (a, _) = h.login(1).await;
     let (b, _) = h.login(1).await;
     let (c, _) = h.login(1).await;
@@ -169,9 +181,8 @@ async fn log_out_everywhere_and_everywhere_else() {
     assert!(h.manager.list("1").await.unwrap().is_empty());
 }
 
-#[tokio::test]
-async fn the_oldest_session_goes_beyond_the_limit() {
-    let h = harness(Some(2));
+async fn the_oldest_session_goes_beyond_the_limit(backend: Backend) {
+    let h = harness(backend, Some(2)).await;
     let (first, _) = h.login(1).await;
     h.clock.advance(Duration::from_secs(1));
     let (second, _) = h.login(1).await;
@@ -190,9 +201,8 @@ async fn the_oldest_session_goes_beyond_the_limit() {
     assert_eq!(h.manager.list("1").await.unwrap().len(), 2);
 }
 
-#[tokio::test]
-async fn sync_user_reaches_every_device_and_leaves_data_alone() {
-    let h = harness(None);
+async fn sync_user_reaches_every_device_and_leaves_data_alone(backend: Backend) {
+    let h = harness(backend, None).await;
     let (a, _) = h.login(1).await;
     let (b, _) = h.login(1).await;
     let (bob, _) = h.login(2).await;
@@ -207,14 +217,14 @@ async fn sync_user_reaches_every_device_and_leaves_data_alone() {
     assert_eq!(h.me(&bob).await["user"]["role"], "member");
 }
 
-#[tokio::test]
-async fn a_revoked_session_is_dead_on_every_server_sharing_the_store() {
+async fn a_revoked_session_is_dead_on_every_server_sharing_the_store(backend: Backend) {
     let clock = ManualClock::new();
-    let store = MemoryStore::with_clock(clock.clone());
-    let server_a = app(SessionLayer::builder(store.clone())
+    let store = TestStore::new(backend, &clock).await;
+    let server_a = app(SessionLayer::builder(store.store.clone())
         .clock(clock.clone())
         .build());
-    let server_b = SessionLayer::builder(store.clone())
+    // On Redis, server B has a connection of its own.
+    let server_b = SessionLayer::builder(store.another_client().await)
         .clock(clock.clone())
         .build();
     let manager_b = server_b.manager();
@@ -233,15 +243,130 @@ async fn a_revoked_session_is_dead_on_every_server_sharing_the_store() {
     );
 }
 
+async fn expiry_empties_the_index(backend: Backend) {
+    let h = harness(backend, None).await;
+    let tokens = log_in_fifty_devices_and_let_them_expire(&h).await;
+    for token in &tokens {
+        assert_eq!(h.me(token).await["user"], serde_json::Value::Null);
+    }
+}
+
+/// Memory only: on Redis, logically expired keys linger until their real
+/// TTL (see `once_sessions_expire_nothing_is_left` in tests/redis.rs).
 #[tokio::test]
-async fn expiry_empties_the_index() {
-    let h = harness(None);
+async fn on_the_memory_store_expired_sessions_leave_nothing_behind() {
+    let h = harness(Backend::Memory, None).await;
+    log_in_fifty_devices_and_let_them_expire(&h).await;
+    h.store.memory().purge_expired();
+    assert_eq!(h.store.sessions().await, 0);
+    assert_eq!(h.store.memory().footprint(), (0, 0, 0));
+}
+
+/// Logs user 1 in on 50 devices, then lets the idle timeout pass: the
+/// index lists none of them any more. Returns their tokens.
+async fn log_in_fifty_devices_and_let_them_expire(h: &Harness) -> Vec<String> {
+    let mut tokens = Vec::new();
     for _ in 0..50 {
-        h.login(1).await;
+        tokens.push(h.login(1).await.0);
     }
     assert_eq!(h.manager.list("1").await.unwrap().len(), 50);
     h.clock.advance(Duration::from_secs(31 * 60));
     assert!(h.manager.list("1").await.unwrap().is_empty());
-    h.store.purge_expired();
-    assert_eq!(h.store.footprint(), (0, 0, 0));
+    tokens
+}
+
+/// 20 logins of one user race 5 "log out everywhere" from that user's
+/// devices. Whatever the interleaving, the index and the tokens agree at
+/// the end: every session the manager lists works, every other one is dead
+/// on its next request.
+async fn logins_racing_log_out_everywhere_leave_only_listed_sessions_alive(backend: Backend) {
+    let h = harness(backend, None).await;
+    // One device logs out everywhere first, so that on Redis the race is not
+    // skewed by the scripts' first load.
+    let (first, _) = h.login(1).await;
+    assert_eq!(
+        send(&h.app, post("/everywhere", Some(&first))).await.body,
+        "1"
+    );
+    let mut revokers = Vec::new();
+    for _ in 0..5 {
+        revokers.push(h.login(1).await.0);
+    }
+    // Interleaved: each "log out everywhere" is started before 4 logins,
+    // so that logins land before, between and after the revocations.
+    let mut logins = Vec::new();
+    let mut revokes = Vec::new();
+    for token in &revokers {
+        let (app, token) = (h.app.clone(), token.clone());
+        revokes.push(tokio::spawn(async move {
+            send(&app, post("/everywhere", Some(&token))).await
+        }));
+        for _ in 0..4 {
+            let app = h.app.clone();
+            logins.push(tokio::spawn(async move {
+                send(&app, post("/login/1", None)).await
+            }));
+        }
+    }
+    // (token, session id). A login revoked by a racing "log out everywhere"
+    // before its response left (the handler's label save finds it gone and
+    // does not bring it back) answers with no token.
+    let mut logged_in = Vec::new();
+    for login in logins {
+        let res = login.await.unwrap();
+        assert_eq!(res.status, StatusCode::OK, "login: {}", res.body);
+        assert!(SessionId::parse(&res.body).is_some(), "{}", res.body);
+        logged_in.push((res.cookie(), res.body));
+    }
+    for revoke in revokes {
+        let res = revoke.await.unwrap();
+        assert_eq!(
+            res.status,
+            StatusCode::OK,
+            "log out everywhere: {}",
+            res.body
+        );
+    }
+
+    let listed: HashSet<String> = h
+        .manager
+        .list("1")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|info| info.id.to_string())
+        .collect();
+    let ids: HashSet<String> = logged_in.iter().map(|(_, id)| id.clone()).collect();
+    assert!(
+        listed.is_subset(&ids),
+        "only sessions of the racing logins can be listed: {listed:?}"
+    );
+    for (token, id) in &logged_in {
+        let Some(token) = token else {
+            assert!(
+                !listed.contains(id),
+                "{id} was revoked before its login answered, yet it is listed"
+            );
+            continue;
+        };
+        let me = h.me(token).await;
+        if listed.contains(id) {
+            assert_eq!(me["user"]["id"], 1, "listed session {id} works");
+            assert_eq!(me["id"], id.as_str());
+        } else {
+            assert_eq!(me["user"], serde_json::Value::Null, "unlisted {id} is dead");
+        }
+    }
+    for token in &revokers {
+        assert_eq!(
+            h.me(token).await["user"],
+            serde_json::Value::Null,
+            "a device that logged out everywhere is logged out"
+        );
+    }
+    // The index still works: a new device is listed next to the survivors.
+    let (_, id) = h.login(1).await;
+    let after = h.manager.list("1").await.unwrap();
+    assert_eq!(after.len(), listed.len() + 1);
+    assert!(after.iter().any(|info| info.id.to_string() == id));
 }

@@ -5,6 +5,7 @@
 
 pub mod connections;
 pub mod redis;
+pub mod stores;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
