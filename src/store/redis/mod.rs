@@ -70,7 +70,7 @@ use tokio::task::JoinHandle;
 
 use self::keys::Keys;
 use self::reply::{at, int, items, pairs, record, session_id, text};
-use self::scripts::{label, push_delta, push_pairs};
+use self::scripts::{push_delta, push_new_session, push_pairs};
 use super::{
     BoundUser, Connection, Delta, EndReason, Fetch, Fetched, LoadOptions, Login, LoginOutcome,
     Lookup, NewSession, Result, Revoke, Rotated, Rotation, SessionEnded, SessionInfo, SessionStore,
@@ -393,18 +393,7 @@ impl SessionStore for RedisStore {
     async fn create(&self, new: &NewSession) -> Result<()> {
         let (base, key) = self.inner.keys.session(&new.id);
         let mut inv = self.call(&scripts::CREATE, &key, &base);
-        inv.arg(new.id.as_str())
-            .arg(&new.token.hash)
-            .arg(new.now)
-            .arg(new.idle_timeout)
-            .arg(
-                new.absolute_deadline
-                    .map(|d| d.to_string())
-                    .unwrap_or_default(),
-            )
-            .arg(new.user.as_ref().map_or("", |u| u.id.as_str()))
-            .arg(new.user.as_ref().map_or("", |u| u.json.as_str()))
-            .arg(label(new.label.as_deref()));
+        push_new_session(&mut inv, new);
         push_pairs(&mut inv, &new.data);
         let _: i64 = self.run(&inv).await?;
         Ok(())
@@ -476,19 +465,8 @@ impl SessionStore for RedisStore {
         };
         let (base, key) = self.inner.keys.session(&new.id);
         let mut inv = self.call(&scripts::LOGIN, &key, &base);
-        inv.arg(new.id.as_str())
-            .arg(&new.token.hash)
-            .arg(new.now)
-            .arg(new.idle_timeout)
-            .arg(
-                new.absolute_deadline
-                    .map(|d| d.to_string())
-                    .unwrap_or_default(),
-            )
-            .arg(&user.id)
-            .arg(&user.json)
-            .arg(label(new.label.as_deref()))
-            .arg(login.max_sessions.unwrap_or(0))
+        push_new_session(&mut inv, new);
+        inv.arg(login.max_sessions.unwrap_or(0))
             .arg(
                 from.map(|f| self.inner.keys.base(&f.tag()))
                     .unwrap_or_default(),

@@ -11,7 +11,7 @@ use std::sync::LazyLock;
 
 use redis::{Script, ScriptInvocation};
 
-use crate::store::Delta;
+use crate::store::{Delta, NewSession};
 
 macro_rules! script {
     ($name:ident, $file:literal) => {
@@ -56,6 +56,24 @@ pub(super) fn push_delta(inv: &mut ScriptInvocation<'_>, delta: &Delta) {
     for (key, value) in &delta.set {
         inv.arg(key).arg(value);
     }
+}
+
+/// Appends a session to create, in the layout `new_session` in the prelude
+/// expects.
+pub(super) fn push_new_session(inv: &mut ScriptInvocation<'_>, new: &NewSession) {
+    let user = new.user.as_ref();
+    inv.arg(new.id.as_str())
+        .arg(&new.token.hash)
+        .arg(new.now)
+        .arg(new.idle_timeout)
+        .arg(
+            new.absolute_deadline
+                .map(|d| d.to_string())
+                .unwrap_or_default(),
+        )
+        .arg(user.map_or("", |u| u.id.as_str()))
+        .arg(user.map_or("", |u| u.json.as_str()))
+        .arg(label(new.label.as_deref()));
 }
 
 /// Appends key/value pairs, preceded by their number.

@@ -3,12 +3,8 @@
 -- session to another cluster slot).
 -- KEYS[1] session key. ARGV[3] id, [4] reason, [5] take ('1'/'0'), [6] now.
 -- Reply: {existed (0/1), data pairs}
-local s, flat = whole(BASE, ARGV[3])
+local s, flat = alive(BASE, ARGV[3], tonumber(ARGV[6]), whole)
 if not s then return {0, {}} end
-if not live(s, tonumber(ARGV[6])) then
-  kill(s, 'expired')
-  return {0, {}}
-end
 local data = {}
 if ARGV[5] == '1' then data = flatten(data_of(flat)) end
 kill(s, ARGV[4])

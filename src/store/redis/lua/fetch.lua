@@ -3,12 +3,8 @@
 -- [5] known token digest or '', [6] connection id or '', [7] lease until.
 -- Reply: {} | {replacement sealed or '', known is current (0/1), seen, flat}
 local now, known, conn = tonumber(ARGV[4]), ARGV[5], ARGV[6]
-local s, flat = whole(BASE, ARGV[3])
+local s, flat = alive(BASE, ARGV[3], now, whole)
 if not s then return {} end
-if not live(s, now) then
-  kill(s, 'expired')
-  return {}
-end
 local k = skey(s)
 s.seen = num(now)
 redis.call('HSET', k, 'seen', s.seen)

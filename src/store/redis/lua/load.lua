@@ -5,13 +5,10 @@ local hash, now = ARGV[3], tonumber(ARGV[4])
 local refresh_after, cijs = tonumber(ARGV[5]), tonumber(ARGV[6])
 local id = redis.call('GET', KEYS[1])
 if not id then return {'missing'} end
-local s, flat = whole(BASE, id)
+local s, flat = alive(BASE, id, now, whole)
 if not s then
+  -- A token key whose session is gone (or just ended) goes too.
   redis.call('DEL', KEYS[1])
-  return {'missing'}
-end
-if not live(s, now) then
-  kill(s, 'expired')
   return {'missing'}
 end
 local k = skey(s)

@@ -118,6 +118,42 @@ local function settle(s, now)
   end
 end
 
+-- The live session `id` read with `read` (meta or whole), or nil; a dead
+-- one found on the way is removed as expired.
+local function alive(base, id, now, read)
+  local s, flat = read(base, id)
+  if s and not live(s, now) then
+    kill(s, 'expired')
+    return nil, flat
+  end
+  return s, flat
+end
+
+-- A session to create, from ARGV[3..10]: id, token digest, now, idle,
+-- absolute deadline or '', user id or '', user json, `=label` or ''.
+local function new_session()
+  local s = {base = BASE, id = ARGV[3], cur = ARGV[4], created = ARGV[5], seen = ARGV[5],
+             ttg = ARGV[5], idle = ARGV[6], adopted = '1'}
+  if ARGV[7] ~= '' then s.abs = ARGV[7] end
+  if ARGV[8] ~= '' then
+    s.uid = ARGV[8]
+    s.user = ARGV[9]
+  end
+  if ARGV[10] ~= '' then s.label = string.sub(ARGV[10], 2) end
+  return s
+end
+
+-- Key/value pairs from ARGV, starting at i with their number. Returns them
+-- as a table and the index after them.
+local function read_pairs(i)
+  local data = {}
+  local n = tonumber(ARGV[i])
+  for j = 1, n do
+    data[ARGV[i + 2 * j - 1]] = ARGV[i + 2 * j]
+  end
+  return data, i + 1 + 2 * n
+end
+
 -- Writes a new session (metadata, data, first token) and settles it.
 local function store(s, data, now)
   local fields = {}
@@ -141,13 +177,11 @@ local function user_sessions(base, uid, now)
   local u = base .. 'u:' .. uid
   local out = {}
   for _, id in ipairs(redis.call('ZRANGE', u, 0, -1)) do
-    local s = meta(base, id)
-    if not s then
-      redis.call('ZREM', u, id)
-    elseif not live(s, now) then
-      kill(s, 'expired')
-    else
+    local s = alive(base, id, now, meta)
+    if s then
       out[#out + 1] = s
+    else
+      redis.call('ZREM', u, id)
     end
   end
   return out

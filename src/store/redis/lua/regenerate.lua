@@ -1,12 +1,8 @@
 -- Replaces every token of a session, with no grace window, and applies a
 -- delta. KEYS[1] session key. ARGV[3] id, [4] new digest, [5] now, [6..] delta.
 local now = tonumber(ARGV[5])
-local s = meta(BASE, ARGV[3])
+local s = alive(BASE, ARGV[3], now, meta)
 if not s then return 0 end
-if not live(s, now) then
-  kill(s, 'expired')
-  return 0
-end
 local k = skey(s)
 local dead = {s.base .. 't:' .. s.cur}
 if s.prev then dead[2] = s.base .. 't:' .. s.prev end

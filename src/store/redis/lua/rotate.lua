@@ -5,12 +5,8 @@
 -- Reply: {'installed'} | {'existing', sealed} | {'gone'}
 local old, new, sealed = ARGV[4], ARGV[5], ARGV[6]
 local now, ojs, cijs = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
-local s = meta(BASE, ARGV[3])
+local s = alive(BASE, ARGV[3], now, meta)
 if not s then return {'gone'} end
-if not live(s, now) then
-  kill(s, 'expired')
-  return {'gone'}
-end
 local k = skey(s)
 local lapsed = s.adopted ~= '1' and now >= tonumber(s.lapse)
 local grace_of_old = s.prev == old and now < tonumber(s.grace)
