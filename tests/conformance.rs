@@ -6,57 +6,34 @@
 
 mod support;
 
-use std::sync::OnceLock;
+use std::sync::Arc;
 
 use sessionkit::conformance::CHECKS;
-use support::redis::{random_prefix, RedisCluster, RedisServer};
+use sessionkit::{ManualClock, SessionStore};
+use support::stores::{Backend, TestStore};
+
+async fn fresh(backend: Backend) -> Arc<dyn SessionStore> {
+    TestStore::new(backend, &ManualClock::new()).await.store
+}
 
 mod memory {
-    use sessionkit::MemoryStore;
-
     sessionkit::conformance_tests!(
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        || async { MemoryStore::new() }
+        || super::fresh(super::Backend::Memory)
     );
 }
 
-fn server() -> &'static RedisServer {
-    static SERVER: OnceLock<RedisServer> = OnceLock::new();
-    SERVER.get_or_init(RedisServer::shared_or_start)
-}
-
-fn cluster() -> &'static RedisCluster {
-    static CLUSTER: OnceLock<RedisCluster> = OnceLock::new();
-    CLUSTER.get_or_init(RedisCluster::start)
-}
-
 mod redis {
-    use sessionkit::RedisStore;
-
     sessionkit::conformance_tests!(
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        || async {
-            RedisStore::builder()
-                .prefix(super::random_prefix())
-                .connect(&super::server().url())
-                .await
-                .expect("connect to the test server")
-        }
+        || super::fresh(super::Backend::Redis)
     );
 }
 
 mod cluster {
-    use sessionkit::RedisStore;
-
     sessionkit::conformance_tests!(
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        || async {
-            RedisStore::builder()
-                .prefix(super::random_prefix())
-                .cluster(super::cluster().urls())
-                .await
-                .expect("connect to the test cluster")
-        }
+        || super::fresh(super::Backend::Cluster)
     );
 }
 
