@@ -44,7 +44,7 @@ async fn spawn_demo(redis_url: &str) -> Demo {
         .map(|profile| profile.join("examples").join("demo"))
         .filter(|bin| bin.exists())
         .expect(
-            "the demo binary: build it with `cargo build --example demo` (scripts/test.sh does)",
+            "the demo binary: build it with `cargo build --all-features --example demo` (scripts/test.sh does)",
         );
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
