@@ -360,7 +360,7 @@ impl Session {
             // Ended meanwhile (logout elsewhere, revocation): a write must
             // not bring it back.
             tracing::debug!(session = %id, "session ended during the request; changes dropped");
-            self.forget();
+            self.forget(false);
         }
         Ok(())
     }
@@ -639,15 +639,19 @@ impl Session {
                 .call("destroy", shared.store.destroy(&id, reason, shared.now()))
                 .await?;
         }
-        self.forget();
+        self.forget(true);
         Ok(())
     }
 
     /// Drops everything this request knew of its session, after it ended.
-    fn forget(&self) {
+    /// `here`: this request ended it, so the response tells the client to
+    /// forget its token. A session found ended by someone else is dropped
+    /// silently instead: a concurrent login may just have given the client a
+    /// new token, which an expiring cookie arriving later would delete.
+    fn forget(&self, here: bool) {
         let mut st = self.state();
         *st = State {
-            ended: true,
+            ended: here,
             ..State::default()
         };
     }
@@ -675,7 +679,7 @@ impl Session {
             )
             .await?;
         if !done {
-            self.forget();
+            self.forget(false);
             return Ok(());
         }
         let mut st = self.state();
@@ -719,7 +723,7 @@ impl Session {
         };
         let revoked = self.manager().revoke(&user, id).await?;
         if revoked && self.id().as_ref() == Some(id) {
-            self.forget();
+            self.forget(true);
         }
         Ok(revoked)
     }
@@ -731,7 +735,7 @@ impl Session {
             return Ok(0);
         };
         let revoked = self.manager().revoke_all(&user).await?;
-        self.forget();
+        self.forget(true);
         Ok(revoked)
     }
 

@@ -430,40 +430,55 @@ async fn concurrent_writes_to_different_keys_both_survive() {
 /// must not bring it back when it saves.
 #[tokio::test]
 async fn a_write_never_resurrects_a_logged_out_session() {
-    let store = MemoryStore::new();
-    let gate = Arc::new((Barrier::new(2), Barrier::new(2)));
-    let app = Router::new()
-        .route("/count", routing::post(counter))
-        .route("/logout", routing::post(logout))
-        .route("/read", routing::get(read))
-        .route(
-            "/slow-write",
-            routing::post(
-                |State(gate): State<Arc<(Barrier, Barrier)>>, s: Session| async move {
-                    gate.0.wait().await; // loaded
-                    gate.1.wait().await; // the logout is done
-                    s.insert("late", 1).unwrap();
-                    "written"
-                },
-            ),
-        )
-        .with_state(gate.clone())
-        .layer(SessionLayer::builder(store.clone()).build());
-    let token = send(&app, post("/count", None)).await.cookie().unwrap();
-    let slow = tokio::spawn({
-        let app = app.clone();
-        let token = token.clone();
-        async move { send(&app, post("/slow-write", Some(&token))).await }
-    });
-    gate.0.wait().await;
-    assert_eq!(send(&app, post("/logout", Some(&token))).await.body, "out");
-    gate.1.wait().await;
-    let res = slow.await.unwrap();
-    assert_eq!(res.status, StatusCode::OK);
-    let removal = res.set_cookie("id").expect("the cookie is expired");
-    assert_eq!(removal.value(), "");
-    assert_eq!(store.len(), 0, "not resurrected");
-    assert_eq!(send(&app, get("/read", Some(&token))).await.body, "0");
+    // The session ends (logout, or a login that replaces it) while a slow
+    // request that loaded it is still writing.
+    for ender in ["/logout", "/login"] {
+        let store = MemoryStore::new();
+        let gate = Arc::new((Barrier::new(2), Barrier::new(2)));
+        let app = Router::new()
+            .route("/count", routing::post(counter))
+            .route("/logout", routing::post(logout))
+            .route("/login", routing::post(login))
+            .route("/read", routing::get(read))
+            .route(
+                "/slow-write",
+                routing::post(
+                    |State(gate): State<Arc<(Barrier, Barrier)>>, s: Session| async move {
+                        gate.0.wait().await; // loaded
+                        gate.1.wait().await; // the session has ended
+                        s.insert("late", 1).unwrap();
+                        "written"
+                    },
+                ),
+            )
+            .with_state(gate.clone())
+            .layer(SessionLayer::builder(store.clone()).build());
+        let token = send(&app, post("/count", None)).await.cookie().unwrap();
+        let slow = tokio::spawn({
+            let app = app.clone();
+            let token = token.clone();
+            async move { send(&app, post("/slow-write", Some(&token))).await }
+        });
+        gate.0.wait().await;
+        let ended = send(&app, post(ender, Some(&token))).await;
+        assert_eq!(ended.status, StatusCode::OK, "{ender}");
+        gate.1.wait().await;
+        let res = slow.await.unwrap();
+        assert_eq!(res.status, StatusCode::OK, "{ender}");
+        // Its change is dropped, and it says nothing about the token: the
+        // client may hold a new one by now (from the login), which an
+        // expiring cookie arriving later would delete.
+        assert!(res.set_cookie("id").is_none(), "{ender}: no Set-Cookie");
+        assert_eq!(send(&app, get("/read", Some(&token))).await.body, "0");
+        match ended.cookie() {
+            Some(new) => {
+                assert_eq!(ender, "/login");
+                assert_eq!(store.len(), 1, "only the logged-in session");
+                assert_eq!(send(&app, get("/read", Some(&new))).await.body, "1");
+            }
+            None => assert_eq!(store.len(), 0, "{ender}: not resurrected"),
+        }
+    }
 }
 
 #[tokio::test]
