@@ -41,6 +41,12 @@ pub const DEFAULT_OJS: Duration = Duration::from_secs(30);
 /// The default lifetime of a replacement the client has not presented yet.
 pub const DEFAULT_CIJS: Duration = Duration::from_secs(60);
 
+/// The longest timeout or interval the layer accepts (100 years): deadlines
+/// stay exact in every store (Redis scripts count in doubles) and can be
+/// added to the current time without overflow. Longer per-session idle
+/// timeouts are cut to it.
+pub const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
+
 #[derive(Clone)]
 pub(crate) struct Config {
     pub cookie: Option<CookieConfig>,
@@ -183,6 +189,19 @@ impl Config {
             if c.same_site == SameSite::None && !c.secure {
                 return err("SameSite=None cookies must be Secure");
             }
+        }
+        let durations = [
+            Some(self.idle_timeout),
+            self.absolute_timeout,
+            p.refresh_after,
+            p.sfr,
+            p.ojs,
+            p.cijs,
+            Some(self.store_timeout),
+            Some(self.heartbeat),
+        ];
+        if durations.into_iter().flatten().any(|d| d > MAX_DURATION) {
+            return err("timeouts and intervals may not exceed 100 years (MAX_DURATION)");
         }
         if self.idle_timeout.is_zero() {
             return err("the idle timeout must be positive");

@@ -118,6 +118,8 @@ macro_rules! __sessionkit_conformance {
             disconnect_removes_connection,
             destroy_removes_connections,
             destroy_of_expired_session_is_false,
+            longest_timeouts_stay_exact,
+            empty_label_and_user_id_are_kept,
             fetch_gone_session,
             stale_token_leaves_session_live,
         }
@@ -2901,5 +2903,52 @@ pub async fn destroy_of_expired_session_is_false<S: SessionStore + Clone>(store:
     expect_missing(
         load(&store, &token, t0 + IDLE).await,
         "loading it afterwards",
+    );
+}
+
+/// The longest timeouts the layer accepts ([`MAX_DURATION`](crate::MAX_DURATION))
+/// work like any other: stored exactly, deadlines computed exactly.
+pub async fn longest_timeouts_stay_exact<S: SessionStore + Clone>(store: S) {
+    let t0 = start();
+    let longest = crate::clock::ms(crate::MAX_DURATION);
+    let (mut new, token) = anonymous(t0, &[("k", "1")]);
+    new.idle_timeout = longest;
+    new.absolute_deadline = Some(t0 + longest);
+    ok(store.create(&new).await, "create");
+    let record = expect_current(
+        probe(&store, &token, t0 + longest - 1).await,
+        "loading just before the longest idle deadline",
+    );
+    assert_eq!(record.idle_timeout, longest, "the idle timeout read back");
+    assert_eq!(
+        record.absolute_deadline,
+        Some(t0 + longest),
+        "the absolute deadline read back"
+    );
+    assert!(
+        save(&store, &new.id, &set(&[("k", "2")]), t0 + 1).await,
+        "a save on a session with the longest timeouts"
+    );
+    expect_missing(
+        probe(&store, &token, t0 + longest).await,
+        "loading at the longest idle deadline",
+    );
+}
+
+/// An empty label and an empty user id are values like any other, not
+/// "none".
+pub async fn empty_label_and_user_id_are_kept<S: SessionStore + Clone>(store: S) {
+    let t0 = start();
+    let (mut login, token) = login_request("", t0);
+    login.session.label = Some(String::new());
+    let member = submit(&store, login, token).await;
+    let listed = list(&store, "", t0).await;
+    assert_eq!(listed.len(), 1, "the session of the user \"\" is listed");
+    assert_eq!(listed[0].label.as_deref(), Some(""), "an empty label");
+    let record = expect_current(load(&store, &member.token, t0).await, "loading it");
+    assert_eq!(
+        record.user.map(|u| u.id),
+        Some(String::new()),
+        "the user \"\" is bound"
     );
 }

@@ -68,7 +68,9 @@ mod transport;
 mod user;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use config::{ConfigError, Rotation, StaleTokenPolicy, DEFAULT_CIJS, DEFAULT_OJS};
+pub use config::{
+    ConfigError, Rotation, StaleTokenPolicy, DEFAULT_CIJS, DEFAULT_OJS, MAX_DURATION,
+};
 pub use connection::LiveSession;
 pub use cookie::SameSite;
 pub use error::Error;

@@ -471,10 +471,11 @@ impl Session {
     }
 
     /// Sets this session's idle timeout, saved with the session: a "remember
-    /// me" that holds on every later request.
+    /// me" that holds on every later request. At most
+    /// [`MAX_DURATION`](crate::MAX_DURATION).
     pub fn set_idle_timeout(&self, timeout: Duration) {
         let mut st = self.state();
-        let timeout = ms(timeout).max(1);
+        let timeout = ms(timeout.min(crate::MAX_DURATION)).max(1);
         st.changes.idle_timeout = Some(timeout);
         if let Some(record) = &mut st.record {
             record.idle_timeout = timeout;

@@ -87,8 +87,10 @@ impl Tag {
 /// It never changes while the session lives, token rotation does not touch
 /// it, and it grants nothing: it is what listings show and what revocation
 /// takes. It starts with the session's [`Tag`].
+// Deserializing checks the form like `parse`, so an id read back from a
+// store or an event is as well formed as one the crate generated.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
+#[serde(try_from = "String", into = "String")]
 pub struct SessionId(String);
 
 impl SessionId {
@@ -111,6 +113,20 @@ impl SessionId {
     /// The id as text.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+impl TryFrom<String> for SessionId {
+    type Error = &'static str;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        SessionId::parse(&s).ok_or("not a well-formed session id")
+    }
+}
+
+impl From<SessionId> for String {
+    fn from(id: SessionId) -> String {
+        id.0
     }
 }
 
@@ -282,6 +298,21 @@ mod tests {
         let other = Token::generate(&tag);
         assert_ne!(unseal(&other, &sealed), Some(new));
         assert_eq!(unseal(&old, "garbage"), None);
+    }
+
+    #[test]
+    fn session_ids_deserialize_only_when_well_formed() {
+        let id = SessionId::generate(&Tag::random());
+        let json = serde_json::to_string(&id).unwrap();
+        assert_eq!(serde_json::from_str::<SessionId>(&json).unwrap(), id);
+        for bad in [
+            r#""""#,
+            r#""ab""#,
+            r#""é""#,
+            r#""../../etc/passwd/xxxxxxxxxx""#,
+        ] {
+            assert!(serde_json::from_str::<SessionId>(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -627,6 +627,12 @@ async fn nonsense_configuration_is_refused() {
     assert!(b().cookie(false).header(false).try_build().is_err());
     assert!(b().idle_timeout(Duration::ZERO).try_build().is_err());
     assert!(b().sfr(Duration::ZERO).try_build().is_err());
+    assert!(b().idle_timeout(Duration::MAX).try_build().is_err());
+    assert!(b().connection_heartbeat(Duration::MAX).try_build().is_err());
+    assert!(b()
+        .idle_timeout(sessionkit::MAX_DURATION)
+        .try_build()
+        .is_ok());
     let err = b()
         .sfr(Duration::from_secs(60))
         .ojs(Duration::from_secs(60))

@@ -411,15 +411,6 @@ impl Shard {
     }
 }
 
-fn check_user_tag(new: &NewSession) -> Result<()> {
-    match &new.user {
-        Some(user) if new.id.tag() != Tag::for_user(&user.id) => Err(StoreError::corrupt(
-            "a logged-in session must carry its user's tag",
-        )),
-        _ => Ok(()),
-    }
-}
-
 #[async_trait]
 impl SessionStore for MemoryStore {
     async fn load(&self, token: &TokenDigest, opts: &LoadOptions) -> Result<Lookup> {
@@ -479,7 +470,7 @@ impl SessionStore for MemoryStore {
     }
 
     async fn create(&self, new: &NewSession) -> Result<()> {
-        check_user_tag(new)?;
+        new.check_user_tag()?;
         let mut shard = self.inner.shard(&new.id.tag());
         shard.purge(new.now, REAP_ON_WRITE, &self.inner.events);
         shard.insert(new, new.data.iter().cloned().collect());
@@ -606,7 +597,7 @@ impl SessionStore for MemoryStore {
 
     async fn login(&self, login: &Login) -> Result<LoginOutcome> {
         let new = &login.session;
-        check_user_tag(new)?;
+        new.check_user_tag()?;
         let Some(user) = &new.user else {
             return Err(StoreError::corrupt("a login needs a user"));
         };
@@ -753,6 +744,9 @@ impl SessionStore for MemoryStore {
             match shard.live(&conn.session, now, &mut ended) {
                 Some(entry) => {
                     entry.record.last_seen = now;
+                    // Leases of crashed holders ran out: drop them, so they
+                    // cannot pile up.
+                    entry.connections.retain(|_, (_, until)| *until > now);
                     entry
                         .connections
                         .insert(conn.id.clone(), (conn.clone(), lease_until));

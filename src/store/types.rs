@@ -4,8 +4,9 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::StoreError;
 use crate::clock::Millis;
-use crate::token::{SessionId, TokenDigest};
+use crate::token::{SessionId, Tag, TokenDigest};
 
 /// A user bound to a session: its id and the serialized user object.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -118,6 +119,19 @@ pub struct NewSession {
     pub label: Option<String>,
     /// Its data (JSON values).
     pub data: Vec<(String, String)>,
+}
+
+impl NewSession {
+    /// Checks that a logged-in session carries its user's tag, as the layer
+    /// makes it: a user's sessions and index share one partition of a store.
+    pub fn check_user_tag(&self) -> Result<(), StoreError> {
+        match &self.user {
+            Some(user) if self.id.tag() != Tag::for_user(&user.id) => Err(StoreError::corrupt(
+                "a logged-in session must carry its user's tag",
+            )),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// A change to a session's data and settings.

@@ -391,6 +391,7 @@ impl SessionStore for RedisStore {
     }
 
     async fn create(&self, new: &NewSession) -> Result<()> {
+        new.check_user_tag()?;
         let (base, key) = self.inner.keys.session(&new.id);
         let mut inv = self.call(&scripts::CREATE, &key, &base);
         push_new_session(&mut inv, new);
@@ -445,14 +446,10 @@ impl SessionStore for RedisStore {
 
     async fn login(&self, login: &Login) -> Result<LoginOutcome> {
         let new = &login.session;
-        let Some(user) = &new.user else {
+        if new.user.is_none() {
             return Err(StoreError::corrupt("a login needs a user"));
-        };
-        if new.id.tag() != crate::token::Tag::for_user(&user.id) {
-            return Err(StoreError::corrupt(
-                "a logged-in session must carry its user's tag",
-            ));
         }
+        new.check_user_tag()?;
         // On one server a single script ends the old session and starts the
         // new one. On a cluster the old session may sit in another slot: it
         // is ended first, handing over its data, in a script of its own.
@@ -466,7 +463,8 @@ impl SessionStore for RedisStore {
         let (base, key) = self.inner.keys.session(&new.id);
         let mut inv = self.call(&scripts::LOGIN, &key, &base);
         push_new_session(&mut inv, new);
-        inv.arg(login.max_sessions.unwrap_or(0))
+        // 0 is no limit; a limit keeps at least the new session.
+        inv.arg(login.max_sessions.map_or(0, |max| max.max(1)))
             .arg(
                 from.map(|f| self.inner.keys.base(&f.tag()))
                     .unwrap_or_default(),
@@ -506,7 +504,7 @@ impl SessionStore for RedisStore {
                     absolute_deadline: (!absolute.is_empty())
                         .then(|| reply::number(&absolute))
                         .transpose()?,
-                    label: (!label.is_empty()).then_some(label),
+                    label: label.strip_prefix('=').map(str::to_owned),
                 })
             })
             .collect::<Result<Vec<_>>>()?;

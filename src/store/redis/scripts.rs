@@ -47,7 +47,7 @@ pub(super) fn push_delta(inv: &mut ScriptInvocation<'_>, delta: &Delta) {
                 .map(|t| t.to_string())
                 .unwrap_or_default(),
         )
-        .arg(label(delta.label.as_deref()))
+        .arg(present(delta.label.as_deref()))
         .arg(delta.remove.len());
     for key in &delta.remove {
         inv.arg(key);
@@ -71,9 +71,9 @@ pub(super) fn push_new_session(inv: &mut ScriptInvocation<'_>, new: &NewSession)
                 .map(|d| d.to_string())
                 .unwrap_or_default(),
         )
-        .arg(user.map_or("", |u| u.id.as_str()))
+        .arg(present(user.map(|u| u.id.as_str())))
         .arg(user.map_or("", |u| u.json.as_str()))
-        .arg(label(new.label.as_deref()));
+        .arg(present(new.label.as_deref()));
 }
 
 /// Appends key/value pairs, preceded by their number.
@@ -84,8 +84,8 @@ pub(super) fn push_pairs(inv: &mut ScriptInvocation<'_>, pairs: &[(String, Strin
     }
 }
 
-/// A label as scripts take it: `=` and the label, or empty for none (so an
-/// empty label stays distinguishable from no label).
-pub(super) fn label(label: Option<&str>) -> String {
-    label.map(|l| format!("={l}")).unwrap_or_default()
+/// An optional text as scripts take and give it: `=` and the text, or empty
+/// for none, so that an empty text stays distinguishable from none.
+pub(super) fn present(text: Option<&str>) -> String {
+    text.map(|t| format!("={t}")).unwrap_or_default()
 }

@@ -6,6 +6,15 @@ local s = alive(BASE, ARGV[3], now, meta)
 if not s then return 0 end
 s.seen = num(now)
 redis.call('HSET', skey(s), 'seen', s.seen)
-redis.call('HSET', s.base .. 'c:' .. s.id, ARGV[5], ARGV[6])
+local c = s.base .. 'c:' .. s.id
+-- Leases of crashed holders ran out: drop them, so they cannot pile up.
+local flat = redis.call('HGETALL', c)
+for i = 1, #flat, 2 do
+  local bar = string.find(flat[i + 1], '|', 1, true)
+  if not bar or tonumber(string.sub(flat[i + 1], 1, bar - 1)) <= now then
+    redis.call('HDEL', c, flat[i])
+  end
+end
+redis.call('HSET', c, ARGV[5], ARGV[6])
 settle(s, now)
 return 1

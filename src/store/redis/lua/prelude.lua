@@ -18,6 +18,8 @@ local META = {'created', 'seen', 'idle', 'abs', 'ttg', 'rot', 'uid', 'user', 'la
               'cur', 'adopted', 'lapse', 'prev', 'grace', 'sealed'}
 -- unpack() is limited by the Lua stack: long argument lists go in chunks.
 local CHUNK = 500
+-- The longest TTL set (2^48 ms, about 8,900 years).
+local MAX_TTL = 2 ^ 48
 
 local function num(x)
   return string.format('%.0f', x)
@@ -100,7 +102,9 @@ end
 -- can move the expiry, so index scores are always exact.
 local function settle(s, now)
   local at = expires_at(s)
-  local ttl = num(math.max(at - now, 1))
+  -- Capped, so that no deadline a caller passes can make PEXPIRE fail
+  -- halfway through a script.
+  local ttl = num(math.min(math.max(at - now, 1), MAX_TTL))
   local b = s.base
   redis.call('PEXPIRE', skey(s), ttl)
   redis.call('PEXPIRE', b .. 't:' .. s.cur, ttl)
@@ -130,13 +134,13 @@ local function alive(base, id, now, read)
 end
 
 -- A session to create, from ARGV[3..10]: id, token digest, now, idle,
--- absolute deadline or '', user id or '', user json, `=label` or ''.
+-- absolute deadline or '', `=user id` or '', user json, `=label` or ''.
 local function new_session()
   local s = {base = BASE, id = ARGV[3], cur = ARGV[4], created = ARGV[5], seen = ARGV[5],
              ttg = ARGV[5], idle = ARGV[6], adopted = '1'}
   if ARGV[7] ~= '' then s.abs = ARGV[7] end
   if ARGV[8] ~= '' then
-    s.uid = ARGV[8]
+    s.uid = string.sub(ARGV[8], 2)
     s.user = ARGV[9]
   end
   if ARGV[10] ~= '' then s.label = string.sub(ARGV[10], 2) end
