@@ -49,9 +49,10 @@
 //!
 //! With the `redis-cluster` feature, [`RedisStoreBuilder::cluster`] takes the
 //! addresses of some cluster nodes. A login moves an anonymous session to
-//! its user's slot; when the two slots differ, the anonymous session is
-//! ended (atomically, its data read) before the logged-in one is started
-//! (atomically, with its index entry): two steps instead of one.
+//! its user's slot; when the two slots differ, that takes three atomic steps
+//! instead of one, ordered so that a failure loses nothing: read the
+//! anonymous session, start the logged-in one with its data and index
+//! entry, end the anonymous one.
 
 mod events;
 mod keys;
@@ -297,25 +298,6 @@ impl RedisStore {
         inv
     }
 
-    /// Ends a session; with `take`, returns its data if it was live.
-    async fn end(
-        &self,
-        id: &SessionId,
-        reason: EndReason,
-        take: bool,
-        now: Millis,
-    ) -> Result<(bool, Vec<(String, String)>)> {
-        let (base, key) = self.inner.keys.session(id);
-        let mut inv = self.call(&scripts::DESTROY, &key, &base);
-        inv.arg(id.as_str())
-            .arg(reason_name(reason))
-            .arg(if take { "1" } else { "0" })
-            .arg(now);
-        let reply: Value = self.run(&inv).await?;
-        let items = items(&reply)?;
-        Ok((int(at(items, 0)?)? == 1, pairs(at(items, 1)?)?))
-    }
-
     /// Runs a script on a user's index with the user id and time.
     async fn on_user(
         &self,
@@ -451,14 +433,23 @@ impl SessionStore for RedisStore {
         }
         new.check_user_tag()?;
         // On one server a single script ends the old session and starts the
-        // new one. On a cluster the old session may sit in another slot: it
-        // is ended first, handing over its data, in a script of its own.
-        let (from, carried) = match &login.from {
+        // new one. On a cluster the old session may sit in another slot: its
+        // data is read first, the new session started with it, and only then
+        // the old one ended, so that a failure on the way loses nothing (at
+        // worst the old, anonymous session lives on until it idles out).
+        let (from, carried, ends_after) = match &login.from {
             Some(from) if self.inner.conn.is_cluster() && from.tag() != new.id.tag() => {
-                let (_, data) = self.end(from, EndReason::Replaced, true, new.now).await?;
-                (None, data)
+                let read = Fetch {
+                    id: from.clone(),
+                    known: None,
+                    lease: None,
+                    now: new.now,
+                };
+                let data = self.fetch(&read).await?.map(|f| f.record.data);
+                let ends_after = data.is_some().then_some(from);
+                (None, data.into_iter().flatten().collect(), ends_after)
             }
-            from => (from.as_ref(), Vec::new()),
+            from => (from.as_ref(), Vec::new(), None),
         };
         let (base, key) = self.inner.keys.session(&new.id);
         let mut inv = self.call(&scripts::LOGIN, &key, &base);
@@ -473,6 +464,11 @@ impl SessionStore for RedisStore {
         push_pairs(&mut inv, &carried);
         push_delta(&mut inv, &login.delta);
         let reply: Value = self.run(&inv).await?;
+        if let Some(old) = ends_after {
+            if let Err(err) = self.destroy(old, EndReason::Replaced, new.now).await {
+                tracing::warn!(session = %old, error = %err, "the session a login replaced could not be ended; it idles out");
+            }
+        }
         let items = items(&reply)?;
         Ok(LoginOutcome {
             evicted: session_ids(at(items, 0)?)?,
@@ -481,7 +477,10 @@ impl SessionStore for RedisStore {
     }
 
     async fn destroy(&self, id: &SessionId, reason: EndReason, now: Millis) -> Result<bool> {
-        Ok(self.end(id, reason, false, now).await?.0)
+        let (base, key) = self.inner.keys.session(id);
+        let mut inv = self.call(&scripts::DESTROY, &key, &base);
+        inv.arg(id.as_str()).arg(reason_name(reason)).arg(now);
+        Ok(self.run::<i64>(&inv).await? == 1)
     }
 
     async fn list_sessions(&self, user_id: &str, now: Millis) -> Result<Vec<SessionInfo>> {
