@@ -178,16 +178,29 @@ async fn keys_hold_no_token_and_every_key_expires() {
     for key in &found {
         let ttl = ttl_ms(&url, key).await;
         assert!(ttl > 0, "{key} has no TTL ({ttl})");
-        let dump: Vec<u8> = ::redis::cmd("DUMP")
+        // Every value, read as what it is (not DUMP: it is compressed).
+        let kind: String = ::redis::cmd("TYPE")
             .arg(key)
             .query_async(&mut con)
             .await
             .unwrap();
-        let dump = String::from_utf8_lossy(&dump);
+        let read = match kind.as_str() {
+            "string" => ::redis::cmd("GET").arg(key).clone(),
+            "hash" => ::redis::cmd("HGETALL").arg(key).clone(),
+            "zset" => ::redis::cmd("ZRANGE").arg(key).arg(0).arg(-1).clone(),
+            other => panic!("{key}: unexpected type {other}"),
+        };
+        let values: Vec<String> = match kind.as_str() {
+            "string" => vec![read.query_async(&mut con).await.unwrap()],
+            _ => read.query_async(&mut con).await.unwrap(),
+        };
+        assert!(!values.is_empty(), "{key} is empty");
         for token in &tokens {
             let secret = &token[4..];
             assert!(!key.contains(secret), "{key} contains a token");
-            assert!(!dump.contains(secret), "{key}'s value contains a token");
+            for value in &values {
+                assert!(!value.contains(secret), "{key} holds a token");
+            }
         }
     }
 }
@@ -392,4 +405,117 @@ async fn a_user_index_never_piles_up_dead_entries() {
         );
     }
     assert_eq!(zcard().await, 1);
+}
+
+/// A TCP proxy to a server that can make every connection it carries go
+/// silent (no byte forwarded either way, sockets left open), as a firewall
+/// or load balancer that drops its state does. Connections opened after
+/// that are forwarded normally.
+struct SilencingProxy {
+    url: String,
+    generation: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for SilencingProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl SilencingProxy {
+    async fn start(upstream: u16) -> SilencingProxy {
+        use std::sync::atomic::Ordering;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("redis://{}", listener.local_addr().unwrap());
+        let generation = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let current = generation.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
+                else {
+                    continue;
+                };
+                let born = current.load(Ordering::SeqCst);
+                let (client_read, client_write) = client.into_split();
+                let (server_read, server_write) = server.into_split();
+                for (mut from, mut to) in [(client_read, server_write), (server_read, client_write)]
+                {
+                    let current = current.clone();
+                    tokio::spawn(async move {
+                        let mut buf = vec![0u8; 16 * 1024];
+                        while let Ok(n) = from.read(&mut buf).await {
+                            if n == 0 {
+                                break;
+                            }
+                            if current.load(Ordering::SeqCst) != born {
+                                // Silenced: hold both sockets, forward nothing.
+                                std::future::pending::<()>().await;
+                            }
+                            if to.write_all(&buf[..n]).await.is_err() {
+                                break;
+                            }
+                        }
+                    });
+                }
+            }
+        });
+        SilencingProxy {
+            url,
+            generation,
+            task,
+        }
+    }
+
+    fn silence_open_connections(&self) {
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[tokio::test]
+async fn a_connection_that_goes_silent_is_replaced_for_commands_and_events() {
+    let server = RedisServer::start();
+    let proxy = SilencingProxy::start(server.port()).await;
+    let timeout = Duration::from_millis(200);
+    let store = RedisStore::builder()
+        .prefix(random_prefix())
+        .command_timeout(timeout)
+        .connect(&proxy.url)
+        .await
+        .unwrap();
+    let app = layered(store.clone(), |b| b);
+    let mut feed = sessionkit::SessionStore::subscribe(&store);
+    let token = send(&app, post("/count", None)).await.cookie().unwrap();
+
+    proxy.silence_open_connections();
+    // Requests time out, a few in a row, then the store opens a new
+    // connection and they succeed again, with the session stored before.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut failed = 0;
+    loop {
+        let res = send(&app, post("/count", Some(&token))).await;
+        if res.status == StatusCode::OK {
+            assert_eq!(res.body, "2", "the session survived");
+            break;
+        }
+        assert_eq!(res.status, StatusCode::SERVICE_UNAVAILABLE);
+        failed += 1;
+        assert!(Instant::now() < deadline, "never reconnected");
+    }
+    assert!(failed >= 1, "the silenced connection did time out");
+
+    // The event subscription went silent too: its ping goes unanswered and
+    // it resubscribes on a new connection.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let token = send(&app, post("/login", None)).await.cookie().unwrap();
+        send(&app, post("/logout", Some(&token))).await;
+        match tokio::time::timeout(Duration::from_millis(200), feed.recv()).await {
+            Ok(Ok(event)) if event.reason == sessionkit::store::EndReason::LoggedOut => break,
+            _ => assert!(Instant::now() < deadline, "the feed never came back"),
+        }
+    }
 }

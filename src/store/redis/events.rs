@@ -2,14 +2,16 @@
 //! whenever they end a session, and every store listens on a dedicated
 //! pub/sub connection and forwards what it hears to its local subscribers.
 //!
-//! A lost pub/sub connection is re-established with a growing pause. Events
-//! published while it was down are not replayed: connections notice an
-//! ended session at their next heartbeat instead.
+//! The subscription is checked with a `PING` every few command timeouts, so
+//! a connection that went silent is noticed, not only one that broke. A lost
+//! subscription is re-established with a growing pause. Events published
+//! while it was down are not replayed: connections notice an ended session
+//! at their next heartbeat instead.
 
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use redis::aio::PubSubStream;
+use redis::aio::{PubSubSink, PubSubStream};
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
@@ -17,6 +19,11 @@ use crate::store::{Result, SessionEnded, StoreError};
 
 const PAUSE_MIN: Duration = Duration::from_millis(50);
 const PAUSE_MAX: Duration = Duration::from_secs(2);
+/// The subscription is pinged every this many command timeouts.
+const PING_EVERY_TIMEOUTS: u32 = 5;
+
+/// A live subscription: the sink (to ping) and the stream of messages.
+pub(super) type Subscription = (PubSubSink, PubSubStream);
 
 /// Opens a pub/sub connection subscribed to `channel` on the first of
 /// `sources` that answers within `timeout`.
@@ -24,16 +31,16 @@ pub(super) async fn subscribe(
     sources: &[redis::Client],
     channel: &str,
     timeout: Duration,
-) -> Result<PubSubStream> {
+) -> Result<Subscription> {
     let mut last = StoreError::backend("no Redis server to subscribe to");
     for client in sources {
         let attempt = async {
-            let mut pubsub = client.get_async_pubsub().await?;
-            pubsub.subscribe(channel).await?;
-            Ok::<_, redis::RedisError>(pubsub.into_on_message())
+            let (mut sink, stream) = client.get_async_pubsub().await?.split();
+            sink.subscribe(channel).await?;
+            Ok::<_, redis::RedisError>((sink, stream))
         };
         match tokio::time::timeout(timeout, attempt).await {
-            Ok(Ok(stream)) => return Ok(stream),
+            Ok(Ok(subscription)) => return Ok(subscription),
             Ok(Err(err)) => last = StoreError::backend(err),
             Err(_) => last = StoreError::timeout(),
         }
@@ -41,10 +48,10 @@ pub(super) async fn subscribe(
     Err(last)
 }
 
-/// Forwards events from `stream`, then from every new subscription once it
-/// ends, until aborted.
+/// Forwards events from `subscription` until it breaks or stops answering
+/// pings, then from a new one, and so on until aborted.
 pub(super) fn forward(
-    mut stream: PubSubStream,
+    mut subscription: Subscription,
     sources: Vec<redis::Client>,
     channel: String,
     timeout: Duration,
@@ -52,19 +59,13 @@ pub(super) fn forward(
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         loop {
-            while let Some(msg) = stream.next().await {
-                match serde_json::from_slice::<SessionEnded>(msg.get_payload_bytes()) {
-                    // No receiver means no connection is waiting: nothing to tell.
-                    Ok(event) => drop(events.send(event)),
-                    Err(err) => tracing::warn!(error = %err, "unreadable session-ended event"),
-                }
-            }
+            listen(&mut subscription, timeout, &events).await;
             tracing::warn!("session-ended subscription lost; reconnecting");
             let mut pause = PAUSE_MIN;
-            stream = loop {
+            subscription = loop {
                 tokio::time::sleep(pause).await;
                 match subscribe(&sources, &channel, timeout).await {
-                    Ok(stream) => break stream,
+                    Ok(subscription) => break subscription,
                     Err(err) => {
                         tracing::debug!(error = %err, "session-ended subscription still down");
                         pause = (pause * 2).min(PAUSE_MAX);
@@ -74,4 +75,33 @@ pub(super) fn forward(
             tracing::info!("session-ended subscription restored");
         }
     })
+}
+
+/// Forwards messages until the subscription ends or a ping goes unanswered.
+async fn listen(
+    (sink, stream): &mut Subscription,
+    timeout: Duration,
+    events: &broadcast::Sender<SessionEnded>,
+) {
+    let mut ping = tokio::time::interval(timeout * PING_EVERY_TIMEOUTS);
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ping.tick().await; // the first tick is immediate: just subscribed
+    loop {
+        tokio::select! {
+            msg = stream.next() => match msg {
+                Some(msg) => match serde_json::from_slice::<SessionEnded>(msg.get_payload_bytes()) {
+                    // No receiver means no connection is waiting: nothing to tell.
+                    Ok(event) => drop(events.send(event)),
+                    Err(err) => tracing::warn!(error = %err, "unreadable session-ended event"),
+                },
+                None => return,
+            },
+            _ = ping.tick() => {
+                let pong = tokio::time::timeout(timeout, sink.ping::<redis::Value>()).await;
+                if !matches!(pong, Ok(Ok(_))) {
+                    return;
+                }
+            }
+        }
+    }
 }

@@ -43,7 +43,11 @@
 //! turns into a [`StoreError`] within it, which the layer answers with a
 //! 503; routes that do not use the session are unaffected. The connection
 //! is re-established in the background, so once Redis is back the next
-//! requests succeed with the sessions stored before.
+//! requests succeed with the sessions stored before; one that goes silent
+//! without breaking is replaced after three timeouts in a row.
+//!
+//! Scripts decide deadlines with the caller's clock: app servers sharing a
+//! Redis need synchronized clocks.
 //!
 //! # Cluster
 //!
@@ -54,6 +58,7 @@
 //! anonymous session, start the logged-in one with its data and index
 //! entry, end the anonymous one.
 
+mod conn;
 mod events;
 mod keys;
 mod reply;
@@ -64,11 +69,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redis::aio::ConnectionManager;
-use redis::{FromRedisValue, ScriptInvocation, Value};
+use redis::{FromRedisValue, IntoConnectionInfo, ScriptInvocation, Value};
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
+use self::conn::{Link, Source};
 use self::keys::Keys;
 use self::reply::{at, int, items, pairs, record, session_id, text};
 use self::scripts::{push_delta, push_new_session, push_pairs};
@@ -94,10 +99,9 @@ pub struct RedisStore {
 }
 
 struct Inner {
-    conn: Conn,
+    link: Arc<Link>,
     keys: Keys,
     channel: String,
-    timeout: Duration,
     events: broadcast::Sender<SessionEnded>,
     listener: JoinHandle<()>,
 }
@@ -105,36 +109,6 @@ struct Inner {
 impl Drop for Inner {
     fn drop(&mut self) {
         self.listener.abort();
-    }
-}
-
-#[derive(Clone)]
-enum Conn {
-    Single(ConnectionManager),
-    #[cfg(feature = "redis-cluster")]
-    Cluster(redis::cluster_async::ClusterConnection),
-}
-
-impl Conn {
-    async fn invoke<T: FromRedisValue>(&self, inv: &ScriptInvocation<'_>) -> redis::RedisResult<T> {
-        match self {
-            Conn::Single(c) => inv.invoke_async(&mut c.clone()).await,
-            #[cfg(feature = "redis-cluster")]
-            Conn::Cluster(c) => inv.invoke_async(&mut c.clone()).await,
-        }
-    }
-
-    async fn query<T: FromRedisValue>(&self, cmd: &redis::Cmd) -> redis::RedisResult<T> {
-        match self {
-            Conn::Single(c) => cmd.query_async(&mut c.clone()).await,
-            #[cfg(feature = "redis-cluster")]
-            Conn::Cluster(c) => cmd.query_async(&mut c.clone()).await,
-        }
-    }
-
-    /// Whether keys of different tags may live on different servers.
-    fn is_cluster(&self) -> bool {
-        !matches!(self, Conn::Single(_))
     }
 }
 
@@ -171,28 +145,22 @@ impl RedisStoreBuilder {
         self
     }
 
-    /// Connects to the Redis server at `url` (`redis://host:port/db`).
+    /// Connects to the Redis server at `url` (`redis://host:port/db`),
+    /// with TCP keepalive on its connections.
     pub async fn connect(self, url: &str) -> Result<RedisStore> {
-        let client = redis::Client::open(url).map_err(StoreError::backend)?;
-        self.client(client).await
+        self.client(open_client(url)?).await
     }
 
     /// Connects with an existing client (for TLS, authentication or other
-    /// settings made on it).
+    /// settings made on it; its TCP settings are left as they are).
     pub async fn client(self, client: redis::Client) -> Result<RedisStore> {
         self.check()?;
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Some(self.timeout))
             .set_response_timeout(Some(self.timeout))
             .set_max_delay(Duration::from_secs(1));
-        let conn = tokio::time::timeout(
-            self.timeout,
-            client.get_connection_manager_with_config(config),
-        )
-        .await
-        .map_err(|_| StoreError::timeout())?
-        .map_err(StoreError::backend)?;
-        self.finish(Conn::Single(conn), vec![client]).await
+        let link = Link::open(Source::Single(client.clone(), config), self.timeout).await?;
+        self.finish(link, vec![client]).await
     }
 
     /// Connects to a Redis Cluster through some of its nodes
@@ -207,19 +175,16 @@ impl RedisStoreBuilder {
         let client = redis::cluster::ClusterClient::builder(urls.clone())
             .connection_timeout(self.timeout)
             .response_timeout(self.timeout)
+            .tcp_settings(conn::tcp_settings())
             .build()
             .map_err(StoreError::backend)?;
-        let conn = tokio::time::timeout(self.timeout, client.get_async_connection())
-            .await
-            .map_err(|_| StoreError::timeout())?
-            .map_err(StoreError::backend)?;
+        let link = Link::open(Source::Cluster(client), self.timeout).await?;
         // Cluster pub/sub reaches every node: any node will do to listen.
         let sources = urls
             .iter()
-            .map(|u| redis::Client::open(u.as_str()))
-            .collect::<redis::RedisResult<Vec<_>>>()
-            .map_err(StoreError::backend)?;
-        self.finish(Conn::Cluster(conn), sources).await
+            .map(|url| open_client(url))
+            .collect::<Result<Vec<_>>>()?;
+        self.finish(link, sources).await
     }
 
     fn check(&self) -> Result<()> {
@@ -231,15 +196,15 @@ impl RedisStoreBuilder {
         Ok(())
     }
 
-    async fn finish(self, conn: Conn, sources: Vec<redis::Client>) -> Result<RedisStore> {
+    async fn finish(self, link: Arc<Link>, sources: Vec<redis::Client>) -> Result<RedisStore> {
         let keys = Keys::new(self.prefix);
         let channel = keys.channel();
         // Subscribed before the store is handed out, so no event of its own
         // is missed.
-        let stream = events::subscribe(&sources, &channel, self.timeout).await?;
+        let subscription = events::subscribe(&sources, &channel, self.timeout).await?;
         let (events, _) = broadcast::channel(1024);
         let listener = events::forward(
-            stream,
+            subscription,
             sources,
             channel.clone(),
             self.timeout,
@@ -247,10 +212,9 @@ impl RedisStoreBuilder {
         );
         Ok(RedisStore {
             inner: Arc::new(Inner {
-                conn,
+                link,
                 keys,
                 channel,
-                timeout: self.timeout,
                 events,
                 listener,
             }),
@@ -272,17 +236,8 @@ impl RedisStore {
 
     /// Runs a script under the command timeout.
     async fn run<T: FromRedisValue>(&self, inv: &ScriptInvocation<'_>) -> Result<T> {
-        self.within(self.inner.conn.invoke(inv)).await
-    }
-
-    async fn within<T>(
-        &self,
-        fut: impl std::future::Future<Output = redis::RedisResult<T>>,
-    ) -> Result<T> {
-        match tokio::time::timeout(self.inner.timeout, fut).await {
-            Ok(result) => result.map_err(StoreError::backend),
-            Err(_) => Err(StoreError::timeout()),
-        }
+        let link = &self.inner.link;
+        link.within(link.conn().invoke(inv)).await
     }
 
     /// Starts an invocation of `script` on `key`, with the base and channel
@@ -316,6 +271,15 @@ impl RedisStore {
     }
 }
 
+/// A client for `url` whose connections send TCP keepalive probes.
+fn open_client(url: &str) -> Result<redis::Client> {
+    let info = url
+        .into_connection_info()
+        .map_err(StoreError::backend)?
+        .set_tcp_settings(conn::tcp_settings());
+    redis::Client::open(info).map_err(StoreError::backend)
+}
+
 fn reason_name(reason: EndReason) -> &'static str {
     match reason {
         EndReason::LoggedOut => "logged_out",
@@ -334,8 +298,8 @@ impl std::fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisStore")
             .field("keys", &self.inner.keys)
-            .field("cluster", &self.inner.conn.is_cluster())
-            .field("timeout", &self.inner.timeout)
+            .field("cluster", &self.inner.link.is_cluster())
+            .field("timeout", &self.inner.link.timeout())
             .finish_non_exhaustive()
     }
 }
@@ -438,7 +402,7 @@ impl SessionStore for RedisStore {
         // the old one ended, so that a failure on the way loses nothing (at
         // worst the old, anonymous session lives on until it idles out).
         let (from, carried, ends_after) = match &login.from {
-            Some(from) if self.inner.conn.is_cluster() && from.tag() != new.id.tag() => {
+            Some(from) if self.inner.link.is_cluster() && from.tag() != new.id.tag() => {
                 let read = Fetch {
                     id: from.clone(),
                     known: None,
@@ -570,7 +534,8 @@ impl SessionStore for RedisStore {
     async fn disconnect(&self, id: &SessionId, connection_id: &str) -> Result<()> {
         let mut cmd = redis::cmd("HDEL");
         cmd.arg(self.inner.keys.connections(id)).arg(connection_id);
-        let _: i64 = self.within(self.inner.conn.query(&cmd)).await?;
+        let link = &self.inner.link;
+        let _: i64 = link.within(link.conn().query(&cmd)).await?;
         Ok(())
     }
 
