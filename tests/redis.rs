@@ -8,11 +8,10 @@ mod support;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use axum::routing;
 use axum::Router;
 use futures_util::StreamExt;
 use http::StatusCode;
-use sessionkit::{RedisStore, Session, SessionLayer, SessionLayerBuilder};
+use sessionkit::{RedisStore, SessionLayer, SessionLayerBuilder};
 use support::redis::*;
 use support::*;
 
@@ -27,46 +26,13 @@ async fn store(url: &str, prefix: &str) -> RedisStore {
         .expect("connect to the test server")
 }
 
-fn app(layer: SessionLayer) -> Router {
-    Router::new()
-        .route(
-            "/count",
-            routing::post(|s: Session| async move {
-                let n: u64 = s.get("n")?.unwrap_or(0);
-                s.insert("n", n + 1)?;
-                Ok::<_, sessionkit::Error>((n + 1).to_string())
-            }),
-        )
-        .route(
-            "/read",
-            routing::get(|s: Session| async move {
-                let n: u64 = s.get("n")?.unwrap_or(0);
-                Ok::<_, sessionkit::Error>(n.to_string())
-            }),
-        )
-        .route(
-            "/login",
-            routing::post(|s: Session| async move {
-                s.login(&user(7, "lin")).await?;
-                Ok::<_, sessionkit::Error>("in")
-            }),
-        )
-        .route(
-            "/logout",
-            routing::post(|s: Session| async move {
-                s.logout().await?;
-                Ok::<_, sessionkit::Error>("out")
-            }),
-        )
-        .route("/plain", routing::get(|| async { "no session here" }))
-        .layer(layer)
-}
-
 fn layered(
     store: RedisStore,
     configure: impl FnOnce(SessionLayerBuilder) -> SessionLayerBuilder,
 ) -> Router {
-    app(configure(SessionLayer::builder(store)).build())
+    // The shared test app: counter, login (user 5), logout, a route that
+    // never touches the session (`/plain`).
+    support::connections::app(configure(SessionLayer::builder(store)).build())
 }
 
 /// The commands clients sent (not those scripts ran) that touch `prefix`,
@@ -383,7 +349,7 @@ async fn a_user_index_never_piles_up_dead_entries() {
     for _ in 0..20 {
         send(&app, post("/login", None)).await;
     }
-    let index = keys(&url, &format!("{prefix}*:u:7")).await;
+    let index = keys(&url, &format!("{prefix}*:u:5")).await;
     assert_eq!(index.len(), 1, "{index:?}");
     let zcard = || async {
         let mut con = connection(&url).await;

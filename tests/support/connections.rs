@@ -38,8 +38,8 @@ impl Server {
     }
 }
 
-/// The test app: counter, login, logout, a token echo and a WebSocket that
-/// closes with 1008 when its session ends.
+/// The test app: counter, login, logout, a route that never touches the
+/// session, and a WebSocket that closes with 1008 when its session ends.
 pub fn app(layer: SessionLayer) -> Router {
     Router::new()
         .route(
@@ -87,6 +87,7 @@ pub fn app(layer: SessionLayer) -> Router {
             }),
         )
         .route("/ws", routing::get(ws))
+        .route("/plain", routing::get(|| async { "no session here" }))
         .layer(layer)
 }
 
