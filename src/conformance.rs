@@ -120,6 +120,8 @@ macro_rules! __sessionkit_conformance {
             destroy_of_expired_session_is_false,
             longest_timeouts_stay_exact,
             empty_label_and_user_id_are_kept,
+            user_sessions_must_carry_the_user_tag,
+            a_limit_of_zero_keeps_the_new_session,
             fetch_gone_session,
             stale_token_leaves_session_live,
         }
@@ -2951,4 +2953,46 @@ pub async fn empty_label_and_user_id_are_kept<S: SessionStore + Clone>(store: S)
         Some(String::new()),
         "the user \"\" is bound"
     );
+}
+
+/// A session bound to a user must carry that user's tag (so that a user's
+/// sessions and index share a partition); `create` and `login` refuse one
+/// that does not, storing nothing.
+pub async fn user_sessions_must_carry_the_user_tag<S: SessionStore + Clone>(store: S) {
+    let t0 = start();
+    let user = unique_user("tess");
+    let (mut new, token) = anonymous(t0, &[]);
+    new.user = Some(bound(&user, 1));
+    assert!(
+        store.create(&new).await.is_err(),
+        "create of a user's session under a random tag must fail"
+    );
+    expect_missing(
+        load(&store, &token, t0).await,
+        "loading the refused session",
+    );
+    let (mut login, token) = login_request(&user, t0);
+    login.session.id = SessionId::generate(&Tag::random());
+    assert!(
+        store.login(&login).await.is_err(),
+        "login of a session under a random tag must fail"
+    );
+    expect_missing(load(&store, &token, t0).await, "loading the refused login");
+    assert!(list(&store, &user, t0).await.is_empty(), "nothing listed");
+}
+
+/// A per-user limit of zero keeps the new session (it is treated as one).
+pub async fn a_limit_of_zero_keeps_the_new_session<S: SessionStore + Clone>(store: S) {
+    let t0 = start();
+    let user = unique_user("zoe");
+    let first = log_in(&store, &user, t0).await;
+    let (mut login, token) = login_request(&user, t0 + SECOND);
+    login.max_sessions = Some(0);
+    let outcome = ok(store.login(&login).await, "login");
+    assert_eq!(
+        outcome.evicted,
+        vec![first.id],
+        "the older session is evicted"
+    );
+    expect_current(load(&store, &token, t0 + SECOND).await, "the new session");
 }
