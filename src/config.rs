@@ -7,6 +7,7 @@ use std::time::Duration;
 use cookie::SameSite;
 
 use crate::clock::{Clock, SystemClock};
+use crate::regeneration::Regeneration;
 
 /// What to do when a token is presented after its grace window ended.
 ///
@@ -23,23 +24,12 @@ pub enum StaleTokenPolicy {
     Revoke,
 }
 
-/// Automatic token regeneration (TTG/SFR/OJS/CIJS).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Rotation {
-    /// A token this old is replaced on its next use (SFR).
-    pub sfr: Duration,
-    /// How long a replaced token keeps working (OJS).
-    pub ojs: Duration,
-    /// How long a replacement lives before the client first presents it (CIJS).
-    pub cijs: Duration,
-}
-
-/// The default grace window for a replaced token: long enough for requests
-/// already in flight, and for a client whose first `Set-Cookie` was lost to
-/// come back and get it again.
-pub const DEFAULT_OJS: Duration = Duration::from_secs(30);
-/// The default lifetime of a replacement the client has not presented yet.
-pub const DEFAULT_CIJS: Duration = Duration::from_secs(60);
+/// How long a session may live at all by default, however busy: a user
+/// signs in again at least once a day (OWASP ASVS 5.0 V7.3.2).
+pub(crate) const DEFAULT_ABSOLUTE_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
+/// How many live sessions one user keeps by default; a login beyond it ends
+/// the user's oldest session.
+pub(crate) const DEFAULT_MAX_SESSIONS_PER_USER: usize = 100;
 
 /// The longest timeout or interval the layer accepts (100 years): deadlines
 /// stay exact in every store (Redis scripts count in doubles) and can be
@@ -56,7 +46,7 @@ pub(crate) struct Config {
     pub idle_timeout: Duration,
     pub absolute_timeout: Option<Duration>,
     pub refresh_after: Duration,
-    pub rotation: Option<Rotation>,
+    pub regeneration: Option<Regeneration>,
     pub on_stale_token: StaleTokenPolicy,
     pub max_sessions_per_user: Option<usize>,
     pub store_timeout: Duration,
@@ -83,7 +73,7 @@ impl fmt::Debug for Config {
             .field("header", &self.header)
             .field("idle_timeout", &self.idle_timeout)
             .field("absolute_timeout", &self.absolute_timeout)
-            .field("rotation", &self.rotation)
+            .field("regeneration", &self.regeneration)
             .field("node_id", &self.node_id)
             .finish_non_exhaustive()
     }
@@ -93,7 +83,8 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             cookie: Some(CookieConfig {
-                name: "id".into(),
+                // Resolved by `finish` (see `default_cookie_name`).
+                name: String::new(),
                 secure: true,
                 http_only: true,
                 same_site: SameSite::Lax,
@@ -103,13 +94,15 @@ impl Default for Config {
             }),
             header: Some(http::HeaderName::from_static("x-session-id")),
             announce_cookie: true,
-            announce_header: true,
+            // Page scripts can read response headers: a token announced in
+            // one would undo the cookie's HttpOnly.
+            announce_header: false,
             idle_timeout: Duration::from_secs(30 * 60),
-            absolute_timeout: None,
+            absolute_timeout: Some(DEFAULT_ABSOLUTE_TIMEOUT),
             refresh_after: Duration::from_secs(60),
-            rotation: None,
+            regeneration: None,
             on_stale_token: StaleTokenPolicy::Ignore,
-            max_sessions_per_user: None,
+            max_sessions_per_user: Some(DEFAULT_MAX_SESSIONS_PER_USER),
             store_timeout: Duration::from_secs(2),
             node_id: default_node_id(),
             heartbeat: Duration::from_secs(10),
@@ -145,26 +138,41 @@ impl std::error::Error for ConfigError {}
 pub(crate) struct Pending {
     pub cookie_name: Option<String>,
     pub header_name: Option<String>,
-    pub sfr: Option<Duration>,
-    pub ojs: Option<Duration>,
-    pub cijs: Option<Duration>,
     pub refresh_after: Option<Duration>,
+    /// `(cookie, header)`; by default the cookie, or the header when the
+    /// cookie transport is off.
+    pub announce: Option<(bool, bool)>,
+}
+
+/// The cookie name when none is given: distinctive, so that another app's
+/// `id` or `session` cookie on a parent domain does not collide with it,
+/// and with the strongest prefix the attributes allow, so that a sibling
+/// subdomain cannot plant one (cookie tossing).
+fn default_cookie_name(c: &CookieConfig) -> String {
+    let prefix = match (c.secure, c.path.as_str(), &c.domain) {
+        (true, "/", None) => "__Host-",
+        (true, _, _) => "__Secure-",
+        _ => "",
+    };
+    format!("{prefix}sessionkit")
 }
 
 impl Config {
     pub(crate) fn finish(mut self, p: Pending) -> Result<Config, ConfigError> {
         let err = |m: &str| Err(ConfigError(m.to_owned()));
-        if let Some(name) = p.cookie_name {
-            if name.is_empty()
-                || !name
-                    .bytes()
-                    .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b))
-            {
-                return err("the cookie name must be a non-empty token (RFC 6265)");
-            }
-            if let Some(c) = &mut self.cookie {
+        match (p.cookie_name, &mut self.cookie) {
+            (Some(name), Some(c)) => {
+                if name.is_empty()
+                    || !name
+                        .bytes()
+                        .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b))
+                {
+                    return err("the cookie name must be a non-empty token (RFC 6265)");
+                }
                 c.name = name;
             }
+            (None, Some(c)) => c.name = default_cookie_name(c),
+            (_, None) => {}
         }
         if let Some(name) = p.header_name {
             match http::HeaderName::try_from(name) {
@@ -178,6 +186,17 @@ impl Config {
         }
         if self.cookie.is_none() && self.header.is_none() {
             return err("both the cookie and the header transport are off: no token could travel");
+        }
+        (self.announce_cookie, self.announce_header) =
+            p.announce.unwrap_or((self.cookie.is_some(), self.cookie.is_none()));
+        if self.announce_cookie && self.cookie.is_none() {
+            return err("new sessions are announced in the cookie, but the cookie transport is off");
+        }
+        if self.announce_header && self.header.is_none() {
+            return err("new sessions are announced in the header, but the header transport is off");
+        }
+        if !self.announce_cookie && !self.announce_header {
+            return err("new sessions must be announced on at least one transport, or their token would never reach the client");
         }
         if let Some(c) = &self.cookie {
             if c.name.starts_with("__Host-") && (!c.secure || c.path != "/" || c.domain.is_some()) {
@@ -194,9 +213,7 @@ impl Config {
             Some(self.idle_timeout),
             self.absolute_timeout,
             p.refresh_after,
-            p.sfr,
-            p.ojs,
-            p.cijs,
+            self.cookie.as_ref().and_then(|c| c.max_age),
             Some(self.store_timeout),
             Some(self.heartbeat),
         ];
@@ -224,25 +241,8 @@ impl Config {
         if self.refresh_after >= self.idle_timeout {
             return err("the refresh interval must be shorter than the idle timeout");
         }
-        match p.sfr {
-            None if p.ojs.is_some() || p.cijs.is_some() => {
-                return err("ojs and cijs only apply when sfr is set (regeneration is off)");
-            }
-            None => {}
-            Some(sfr) => {
-                if sfr.is_zero() {
-                    return err("sfr must be positive");
-                }
-                let ojs = p.ojs.unwrap_or(DEFAULT_OJS.min(sfr / 2));
-                let cijs = p.cijs.unwrap_or(DEFAULT_CIJS);
-                if ojs.is_zero() || ojs >= sfr {
-                    return err("ojs must be positive and shorter than sfr, or old tokens would outlive their replacements' own turn");
-                }
-                if cijs.is_zero() {
-                    return err("cijs must be positive");
-                }
-                self.rotation = Some(Rotation { sfr, ojs, cijs });
-            }
+        if let Some(policy) = &self.regeneration {
+            policy.validate()?;
         }
         Ok(self)
     }

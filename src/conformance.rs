@@ -368,7 +368,7 @@ async fn submit<S: SessionStore>(store: &S, login: Login, token: Token) -> Membe
 fn options(now: Millis) -> LoadOptions {
     LoadOptions {
         now,
-        refresh_after: REFRESH,
+        refresh_after: Some(REFRESH),
         cijs: CIJS,
     }
 }
@@ -382,7 +382,7 @@ async fn load<S: SessionStore>(store: &S, token: &Token, now: Millis) -> Lookup 
 /// moving it.
 async fn probe<S: SessionStore>(store: &S, token: &Token, now: Millis) -> Lookup {
     let opts = LoadOptions {
-        refresh_after: NEVER,
+        refresh_after: None,
         ..options(now)
     };
     ok(store.load(&token.digest(), &opts).await, "load")
@@ -489,16 +489,11 @@ fn describe(lookup: &Lookup) -> String {
         } => format!("Found {{ session {}, token: Current }}", record.id),
         Lookup::Found {
             record,
-            token: TokenState::Grace { replacement },
-        } => format!(
-            "Found {{ session {}, token: Grace {{ replacement: {} }} }}",
-            record.id,
-            if replacement.is_some() {
-                "Some(..)"
-            } else {
-                "None"
-            }
-        ),
+            token: TokenState::Replaced { .. },
+        } => format!("Found {{ session {}, token: Replaced {{ .. }} }}", record.id),
+        Lookup::Found { record, token } => {
+            format!("Found {{ session {}, token: {token:?} }}", record.id)
+        }
     }
 }
 
@@ -515,14 +510,20 @@ fn expect_current(lookup: Lookup, what: &str) -> SessionRecord {
     }
 }
 
+/// Expects a grace lookup (`Replaced`, `Superseded` or `Lapsed`): the
+/// record and the sealed replacement if there is one to hand out.
 fn expect_grace(lookup: Lookup, what: &str) -> (SessionRecord, Option<String>) {
     match lookup {
         Lookup::Found {
             record,
-            token: TokenState::Grace { replacement },
-        } => (record, replacement),
+            token: TokenState::Replaced { sealed },
+        } => (record, Some(sealed)),
+        Lookup::Found {
+            record,
+            token: TokenState::Superseded | TokenState::Lapsed,
+        } => (record, None),
         other => panic!(
-            "{what}: expected Found {{ token: Grace {{ .. }} }}, got {}",
+            "{what}: expected Found {{ token: Replaced, Superseded or Lapsed }}, got {}",
             describe(&other)
         ),
     }
@@ -648,6 +649,7 @@ pub async fn create_and_load<S: SessionStore + Clone>(store: S) {
         absolute_deadline: Some(t0 + 8 * HOUR),
         ttg: t0,
         rotated_at: None,
+        renew_token: false,
         user: None,
         label: Some("firefox on linux".to_owned()),
         data: data(&[("cart", r#"["apple","pear"]"#), ("visits", "1")]),

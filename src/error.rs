@@ -15,6 +15,7 @@ use crate::store::StoreError;
 /// | [`Error::Serialization`] | 500 Internal Server Error | `session data error` |
 /// | [`Error::MissingLayer`] | 500 Internal Server Error | `Session extractor used without SessionLayer` |
 /// | [`Error::NoSession`] | 401 Unauthorized | `no session` |
+/// | [`Error::NotLoaded`] | 500 Internal Server Error | `session not loaded` |
 ///
 /// Bodies are short and never echo data, tokens or store messages; details
 /// go to `tracing`.
@@ -31,6 +32,10 @@ pub enum Error {
     /// for example [`Session::connect`](crate::Session::connect) on a request
     /// without one.
     NoSession,
+    /// The session's data was read or written before the session was
+    /// loaded: a plain Tower service calls [`Session::load`](crate::Session::load)
+    /// first (the axum extractor loads it).
+    NotLoaded,
 }
 
 impl Error {
@@ -38,7 +43,7 @@ impl Error {
     pub fn status(&self) -> http::StatusCode {
         match self {
             Error::Store(_) => http::StatusCode::SERVICE_UNAVAILABLE,
-            Error::Serialization(_) | Error::MissingLayer => {
+            Error::Serialization(_) | Error::MissingLayer | Error::NotLoaded => {
                 http::StatusCode::INTERNAL_SERVER_ERROR
             }
             Error::NoSession => http::StatusCode::UNAUTHORIZED,
@@ -52,6 +57,7 @@ impl Error {
             Error::Serialization(_) => "session data error",
             Error::MissingLayer => "Session extractor used without SessionLayer",
             Error::NoSession => "no session",
+            Error::NotLoaded => "session not loaded",
         }
     }
 }
@@ -65,6 +71,9 @@ impl fmt::Display for Error {
                 "the Session extractor needs SessionLayer on the route (Router::layer(SessionLayer::builder(store).build()))",
             ),
             Error::NoSession => f.write_str("no stored session"),
+            Error::NotLoaded => f.write_str(
+                "the session was used before it was loaded: call Session::load first",
+            ),
         }
     }
 }
@@ -74,7 +83,7 @@ impl std::error::Error for Error {
         match self {
             Error::Store(e) => Some(e),
             Error::Serialization(e) => Some(e),
-            Error::MissingLayer | Error::NoSession => None,
+            Error::MissingLayer | Error::NoSession | Error::NotLoaded => None,
         }
     }
 }

@@ -33,8 +33,7 @@
 //! - **Tokens are credentials.** 256 bits from the OS CSPRNG, accepted from
 //!   a cookie or a header, never adopted when unknown (no fixation), stored
 //!   only as hashes, and replaced at once on `login`/`regenerate`.
-//! - **Automatic regeneration with a grace window** ([`SessionLayerBuilder::sfr`],
-//!   [`ojs`](SessionLayerBuilder::ojs), [`cijs`](SessionLayerBuilder::cijs)):
+//! - **Automatic regeneration with a grace window** ([`Regeneration`]):
 //!   tokens are replaced after a while, and parallel requests still carrying
 //!   the old token all get the same replacement instead of being logged out.
 //! - **User sessions.** [`SessionManager`] lists and revokes a user's
@@ -60,6 +59,7 @@ pub mod connection;
 mod error;
 pub mod layer;
 mod manager;
+mod regeneration;
 mod session;
 mod shared;
 pub mod store;
@@ -68,13 +68,12 @@ mod transport;
 mod user;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use config::{
-    ConfigError, Rotation, StaleTokenPolicy, DEFAULT_CIJS, DEFAULT_OJS, MAX_DURATION,
-};
+pub use config::{ConfigError, StaleTokenPolicy, MAX_DURATION};
 pub use connection::LiveSession;
 pub use cookie::SameSite;
 pub use error::Error;
 pub use layer::{SessionLayer, SessionLayerBuilder};
+pub use regeneration::Regeneration;
 pub use manager::SessionManager;
 pub use session::Session;
 pub use store::{MemoryStore, SessionStore};

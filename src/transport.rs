@@ -2,14 +2,45 @@
 //!
 //! Reading is strict. A value that is not exactly one well-formed token is
 //! treated as no token at all, without a store call: a cookie sent twice, a
-//! header repeated, non-UTF-8 bytes, the wrong length or alphabet.
+//! header repeated, the wrong length or alphabet. Other cookies in the same
+//! header do not matter, whatever bytes they hold.
 
 use cookie::Cookie;
 use http::header::{CACHE_CONTROL, COOKIE, SET_COOKIE};
 use http::{HeaderMap, HeaderValue};
 
+use std::time::Duration;
+
 use crate::config::{Config, CookieConfig};
 use crate::token::Token;
+
+/// What the response must say about the token, decided after the handler.
+pub(crate) enum Outcome {
+    Nothing,
+    /// The token the client holds from now on (on the transport the request
+    /// used, or the announce ones), with the cookie's Max-Age if persistent.
+    Send {
+        token: Token,
+        via: Option<Via>,
+        max_age: Option<Duration>,
+    },
+    /// Forget the token.
+    Expire(Option<Via>),
+}
+
+impl Outcome {
+    pub(crate) fn apply(self, headers: &mut HeaderMap, config: &Config) {
+        match self {
+            Outcome::Nothing => {}
+            Outcome::Send {
+                token,
+                via,
+                max_age,
+            } => write(headers, config, &token, via, max_age),
+            Outcome::Expire(via) => expire(headers, config, via),
+        }
+    }
+}
 
 /// The transport a token came in on, and so goes back out on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,8 +68,12 @@ fn read_cookie(headers: &HeaderMap, name: &str) -> Option<Token> {
     let mut found = None;
     // HTTP/2 may split cookies over several `Cookie` headers.
     for header in headers.get_all(COOKIE) {
-        let Ok(text) = header.to_str() else { continue };
-        for cookie in Cookie::split_parse(text).flatten() {
+        // Read as bytes: a sibling cookie with a non-ASCII value (`theme=café`,
+        // set by any script on the site) must not hide the session cookie.
+        // Only the session cookie's own value has to be a well-formed token,
+        // which bytes that are not UTF-8 can never be.
+        let text = String::from_utf8_lossy(header.as_bytes());
+        for cookie in Cookie::split_parse(text.as_ref()).flatten() {
             if cookie.name() == name {
                 if found.is_some() {
                     // Two values: one was planted (cookie tossing). Trust neither.
@@ -51,7 +86,7 @@ fn read_cookie(headers: &HeaderMap, name: &str) -> Option<Token> {
     Token::parse(&found?)
 }
 
-fn cookie_for<'a>(c: &'a CookieConfig, value: &'a str) -> Cookie<'a> {
+fn cookie_for<'a>(c: &'a CookieConfig, value: &'a str, max_age: Option<Duration>) -> Cookie<'a> {
     let mut builder = Cookie::build((c.name.as_str(), value))
         .http_only(c.http_only)
         .secure(c.secure)
@@ -60,7 +95,7 @@ fn cookie_for<'a>(c: &'a CookieConfig, value: &'a str) -> Cookie<'a> {
     if let Some(domain) = &c.domain {
         builder = builder.domain(domain.as_str());
     }
-    if let Some(max_age) = c.max_age {
+    if let Some(max_age) = max_age {
         if let Ok(max_age) = cookie::time::Duration::try_from(max_age) {
             builder = builder.max_age(max_age);
         }
@@ -69,14 +104,20 @@ fn cookie_for<'a>(c: &'a CookieConfig, value: &'a str) -> Cookie<'a> {
 }
 
 /// Writes the token the client should hold from now on.
-pub(crate) fn write(headers: &mut HeaderMap, config: &Config, token: &Token, via: Option<Via>) {
+fn write(
+    headers: &mut HeaderMap,
+    config: &Config,
+    token: &Token,
+    via: Option<Via>,
+    max_age: Option<Duration>,
+) {
     let (cookie, header) = match via {
         Some(Via::Cookie) => (true, false),
         Some(Via::Header) => (false, true),
         None => (config.announce_cookie, config.announce_header),
     };
     if let (true, Some(c)) = (cookie, &config.cookie) {
-        append_cookie(headers, &cookie_for(c, token.as_str()));
+        append_cookie(headers, &cookie_for(c, token.as_str(), max_age));
     }
     if let (true, Some(name)) = (header, &config.header) {
         if let Ok(value) = HeaderValue::from_str(token.as_str()) {
@@ -88,12 +129,12 @@ pub(crate) fn write(headers: &mut HeaderMap, config: &Config, token: &Token, via
 
 /// Tells the client to forget its token. The removal cookie carries the
 /// same attributes as the cookie it removes, or browsers would keep it.
-pub(crate) fn expire(headers: &mut HeaderMap, config: &Config, via: Option<Via>) {
+fn expire(headers: &mut HeaderMap, config: &Config, via: Option<Via>) {
     if via == Some(Via::Header) {
         return;
     }
     if let Some(c) = &config.cookie {
-        let mut cookie = cookie_for(c, "");
+        let mut cookie = cookie_for(c, "", None);
         cookie.make_removal();
         append_cookie(headers, &cookie);
         no_store(headers);

@@ -2,7 +2,6 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use futures_util::future::BoxFuture;
@@ -10,7 +9,6 @@ use http::Response;
 use pin_project_lite::pin_project;
 
 use crate::session::Session;
-use crate::shared::Shared;
 
 pin_project! {
     /// Response future of [`SessionService`](super::SessionService).
@@ -18,20 +16,21 @@ pin_project! {
     /// Polls the inner service; if the handler used the session, it then
     /// saves the session and sets the token headers. A store failure at that
     /// point replaces the response with the store error's 503, because the
-    /// handler's response would claim a change that was not saved.
+    /// handler's response would claim a change that was not saved; the 503
+    /// still carries a token the client must hold (one a login issued).
     pub struct ResponseFuture<F, B> {
         #[pin]
         inner: F,
-        session: Option<(Session, Arc<Shared>)>,
+        session: Option<Session>,
         commit: Option<BoxFuture<'static, Response<B>>>,
     }
 }
 
 impl<F, B> ResponseFuture<F, B> {
-    pub(super) fn new(inner: F, session: Session, shared: Arc<Shared>) -> Self {
+    pub(super) fn new(inner: F, session: Session) -> Self {
         ResponseFuture {
             inner,
-            session: Some((session, shared)),
+            session: Some(session),
             commit: None,
         }
     }
@@ -50,21 +49,22 @@ where
             return commit.as_mut().poll(cx).map(Ok);
         }
         let response = ready!(this.inner.poll(cx))?;
-        let Some((session, shared)) = this.session.take() else {
+        let Some(session) = this.session.take() else {
             return Poll::Ready(Ok(response));
         };
         if !session.was_loaded() {
             return Poll::Ready(Ok(response));
         }
         let mut commit: BoxFuture<'static, Response<B>> = Box::pin(async move {
-            let mut response = response;
-            match session.commit().await {
-                Ok(outcome) => {
-                    outcome.apply(response.headers_mut(), &shared);
-                    response
-                }
-                Err(err) => err.response(),
-            }
+            let (mut response, outcome) = match session.commit().await {
+                Ok(outcome) => (response, outcome),
+                // The error replaces the response, but still carries the
+                // token: after a login or a regeneration it is the only one
+                // that works.
+                Err((err, outcome)) => (err.response(), outcome),
+            };
+            outcome.apply(response.headers_mut(), &session.shared().config);
+            response
         });
         let poll = commit.as_mut().poll(cx).map(Ok);
         *this.commit = Some(commit);

@@ -9,6 +9,7 @@ use tower_layer::Layer;
 use super::service::SessionService;
 use crate::clock::Clock;
 use crate::config::{Config, ConfigError, Pending, StaleTokenPolicy};
+use crate::regeneration::Regeneration;
 use crate::manager::SessionManager;
 use crate::shared::Shared;
 use crate::store::SessionStore;
@@ -55,9 +56,11 @@ impl std::fmt::Debug for SessionLayer {
 }
 
 /// Configures a [`SessionLayer`]. Every setting has a safe default (OWASP
-/// ASVS): `HttpOnly; Secure; SameSite=Lax; Path=/` cookie named `id`, the
-/// `x-session-id` header, a 30-minute idle timeout, no absolute timeout, no
-/// automatic regeneration.
+/// ASVS): a `HttpOnly; Secure; SameSite=Lax; Path=/` cookie named
+/// `__Host-sessionkit`, the `x-session-id` header for clients that send it
+/// (new tokens are announced in the cookie only), a 30-minute idle timeout,
+/// a 24-hour absolute timeout, at most 100 sessions per user, no automatic
+/// regeneration.
 #[derive(Clone)]
 #[must_use]
 pub struct SessionLayerBuilder {
@@ -67,8 +70,14 @@ pub struct SessionLayerBuilder {
 }
 
 impl SessionLayerBuilder {
-    /// The session cookie's name (default `id`). Names starting with
-    /// `__Host-` get the attributes that prefix requires checked.
+    /// The session cookie's name. Default: `__Host-sessionkit` while the
+    /// cookie is `Secure` with `Path=/` and no `Domain` (a sibling subdomain
+    /// cannot set such a cookie), `__Secure-sessionkit` for other `Secure`
+    /// cookies, `sessionkit` otherwise. Names starting with `__Host-` or
+    /// `__Secure-` get the attributes those prefixes require checked.
+    ///
+    /// A request carrying two cookies of this name is treated as carrying
+    /// none, since one of them was planted (cookie tossing); see README.
     pub fn cookie_name(mut self, name: impl Into<String>) -> Self {
         self.pending.cookie_name = Some(name.into());
         self
@@ -101,13 +110,14 @@ impl SessionLayerBuilder {
     }
 
     /// On which transports a session created by a request that carried no
-    /// token is announced (default: every enabled one). A request that
-    /// carried a token always hears back on the transport it used. Browser
-    /// apps that also enable the header may want `(true, false)` here so
-    /// that scripts never see a token.
+    /// token is announced. Default: the cookie only (or the header, when the
+    /// cookie transport is off), so that page scripts, which can read
+    /// response headers, never see a token the HttpOnly cookie carries. A
+    /// request that carried a token always hears back on the transport it
+    /// used. Announcing on a transport that is off is refused by
+    /// [`try_build`](Self::try_build).
     pub fn announce(mut self, cookie: bool, header: bool) -> Self {
-        self.config.announce_cookie = cookie;
-        self.config.announce_header = header;
+        self.pending.announce = Some((cookie, header));
         self
     }
 
@@ -118,9 +128,12 @@ impl SessionLayerBuilder {
         self
     }
 
-    /// How long a session may live at all, however busy (default: no limit).
-    pub fn absolute_timeout(mut self, timeout: Duration) -> Self {
-        self.config.absolute_timeout = Some(timeout);
+    /// How long a session may live at all, however busy: the user signs in
+    /// again after it (default 24 hours, OWASP ASVS 5.0 V7.3.2). `None`
+    /// lifts it, for "remember me" sessions that live as long as they are
+    /// used.
+    pub fn absolute_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
+        self.config.absolute_timeout = timeout.into();
         self
     }
 
@@ -173,8 +186,16 @@ impl SessionLayerBuilder {
         self
     }
 
-    /// The cookie's `Max-Age` (default none: a browser-session cookie). The
-    /// server-side timeouts apply whatever the cookie says.
+    /// Makes the cookie persistent, with a `Max-Age` of at most this
+    /// (default: none, a browser-session cookie). The cookie follows the
+    /// session: whenever the idle deadline slides (throttled by
+    /// [`refresh_interval`](Self::refresh_interval)), the same token is sent
+    /// again with a `Max-Age` matching the session's deadline, capped here.
+    ///
+    /// A session whose own idle timeout was set with
+    /// [`Session::set_idle_timeout`](crate::Session::set_idle_timeout) ("remember
+    /// me") gets a persistent cookie that follows it the same way, with or
+    /// without this setting.
     pub fn max_age(mut self, max_age: Duration) -> Self {
         if let Some(c) = &mut self.config.cookie {
             c.max_age = Some(max_age);
@@ -182,31 +203,13 @@ impl SessionLayerBuilder {
         self
     }
 
-    /// Turns on automatic regeneration: a token this old (SFR) is replaced
-    /// on its next use, in `Set-Cookie` or the header.
-    #[doc(alias = "regenerate_after")]
-    #[doc(alias = "should_regenerate")]
-    pub fn sfr(mut self, age: Duration) -> Self {
-        self.pending.sfr = Some(age);
-        self
-    }
-
-    /// How long a replaced token keeps working (OJS), so that requests in
-    /// flight with it are not logged out. Default 30 s, or half of SFR if
-    /// that is shorter; must be shorter than SFR.
-    #[doc(alias = "grace_period")]
-    #[doc(alias = "old_token_grace")]
-    pub fn ojs(mut self, grace: Duration) -> Self {
-        self.pending.ojs = Some(grace);
-        self
-    }
-
-    /// How long a replacement lives before the client first presents it
-    /// (CIJS), counted from the last response that carried it. Default 60 s.
-    #[doc(alias = "unadopted_lifetime")]
-    #[doc(alias = "replacement_timeout")]
-    pub fn cijs(mut self, lifetime: Duration) -> Self {
-        self.pending.cijs = Some(lifetime);
+    /// Turns on automatic token regeneration (default off). See
+    /// [`Regeneration`] for the timeline (TTG/SFR/OJS/CIJS).
+    #[doc(alias = "sfr")]
+    #[doc(alias = "ojs")]
+    #[doc(alias = "cijs")]
+    pub fn regeneration(mut self, policy: Regeneration) -> Self {
+        self.config.regeneration = Some(policy);
         self
     }
 
@@ -218,9 +221,11 @@ impl SessionLayerBuilder {
     }
 
     /// Keeps at most `n` live sessions per user: a login beyond it revokes
-    /// the user's oldest sessions (by login time). Default: no limit.
-    pub fn max_sessions_per_user(mut self, n: usize) -> Self {
-        self.config.max_sessions_per_user = Some(n);
+    /// the user's oldest sessions (by login time). Default 100; `None`
+    /// lifts the limit (every operation on a user's sessions still works in
+    /// bounded chunks, however many there are).
+    pub fn max_sessions_per_user(mut self, n: impl Into<Option<usize>>) -> Self {
+        self.config.max_sessions_per_user = n.into();
         self
     }
 
@@ -265,8 +270,9 @@ impl SessionLayerBuilder {
     /// # Panics
     ///
     /// If the configuration makes no sense (see [`try_build`](Self::try_build)
-    /// for the error instead): a zero SFR, an OJS not shorter than SFR, a
-    /// `__Host-` cookie with a `Domain`, both transports off.
+    /// for the error instead): a grace window not shorter than the
+    /// regeneration interval, a `__Host-` cookie with a `Domain`, both
+    /// transports off, announcing on a transport that is off.
     pub fn build(self) -> SessionLayer {
         match self.try_build() {
             Ok(layer) => layer,

@@ -36,7 +36,7 @@ where
         let presented = transport::read(req.headers(), &self.shared.config);
         let session = Session::new(self.shared.clone(), presented);
         req.extensions_mut().insert(session.clone());
-        ResponseFuture::new(self.inner.call(req), session, self.shared.clone())
+        ResponseFuture::new(self.inner.call(req), session)
     }
 }
 

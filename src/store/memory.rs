@@ -10,20 +10,27 @@
 //! Each session remembers the deadline its heap entry was pushed for
 //! (`scheduled`). When an entry comes due and the session's real deadline has
 //! moved later (it was used since), it is pushed again at the new deadline;
-//! when a change moves the deadline earlier (a rotation whose replacement may
-//! never be adopted), a new entry is pushed at once and the old one is
-//! recognised as stale when popped. So the heap holds about one entry per
-//! session. A background task pops what is due once a second, and writes pop
-//! a little too, so memory returns whether or not a runtime runs the task.
+//! when a change moves the deadline earlier (a shorter idle timeout), a new
+//! entry is pushed at once and the old one is recognised as stale when
+//! popped. Stale entries are counted, and the heap is rebuilt from the
+//! sessions once they outnumber the live ones, so it holds at most about two
+//! entries per session whatever the workload. A background task pops what is
+//! due once a second, and writes pop a little too, so memory returns whether
+//! or not a runtime runs the task.
+//!
+//! The token rules are [`tokens`](super::tokens)'; this store only keeps
+//! each session's [`TokenSlots`] and the digest → session map in step.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::collections::{BTreeSet, BinaryHeap, HashMap};
+use std::ops::Bound;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::sync::broadcast;
 
+use super::tokens::{Resolution, TokenSlots};
 use super::*;
 use crate::clock::{Clock, Millis, SystemClock};
 use crate::token::{SessionId, Tag, TokenDigest};
@@ -33,6 +40,10 @@ const REAP_EVERY: Duration = Duration::from_secs(1);
 /// Expired sessions a write removes on its way, so a store with no
 /// background task still returns memory.
 const REAP_ON_WRITE: usize = 2;
+/// How many sessions of one user a chunked operation (revoking all,
+/// updating the user) handles per lock: a user with a huge index never
+/// holds a shard for long.
+const CHUNK: usize = 256;
 
 /// An in-memory [`SessionStore`]: the default, with nothing to set up.
 ///
@@ -57,56 +68,29 @@ struct Inner {
 struct Shard {
     tokens: HashMap<String, SessionId>,
     sessions: HashMap<SessionId, Entry>,
-    users: HashMap<String, HashSet<SessionId>>,
+    users: HashMap<String, BTreeSet<SessionId>>,
     expiry: BinaryHeap<Reverse<(Millis, SessionId)>>,
+    /// Heap entries superseded by an earlier one, not popped yet.
+    stale_entries: usize,
 }
 
 struct Entry {
     record: SessionRecord,
-    current: String,
-    adopted: bool,
-    lapse_at: Millis,
-    previous: Option<Previous>,
+    tokens: TokenSlots,
     connections: HashMap<String, (Connection, Millis)>,
     /// The deadline of this session's authoritative heap entry.
     scheduled: Millis,
 }
 
-struct Previous {
-    hash: String,
-    grace_until: Millis,
-    sealed: String,
-}
-
 impl Entry {
-    /// The moment the session stops being live: its deadlines, or, while its
-    /// replacement token is unadopted, the moment no token can reach it.
-    fn expires_at(&self) -> Millis {
-        let deadline = self.record.deadline();
-        if self.adopted {
-            return deadline;
-        }
-        let grace = self.previous.as_ref().map_or(0, |p| p.grace_until);
-        deadline.min(self.lapse_at.max(grace))
-    }
-
     fn is_live(&self, now: Millis) -> bool {
-        now < self.expires_at()
+        now < self.record.deadline()
     }
 
-    fn touch(&mut self, now: Millis, refresh_after: Millis) {
-        if now.saturating_sub(self.record.last_seen) >= refresh_after {
+    fn touch(&mut self, now: Millis, refresh_after: Option<Millis>) {
+        if refresh_after.is_some_and(|after| self.record.refresh_due(now, after)) {
             self.record.last_seen = now;
         }
-    }
-
-    /// Makes the rotation's candidate the current, unadopted token.
-    fn install(&mut self, r: &Rotation) {
-        self.current = r.new.hash.clone();
-        self.adopted = false;
-        self.lapse_at = r.now.saturating_add(r.cijs);
-        self.record.ttg = r.now;
-        self.record.rotated_at = Some(r.now);
     }
 
     fn apply(&mut self, delta: &Delta) {
@@ -169,7 +153,7 @@ impl MemoryStore {
             let s = lock(s);
             (
                 t + s.tokens.len(),
-                u + s.users.values().map(HashSet::len).sum::<usize>(),
+                u + s.users.values().map(BTreeSet::len).sum::<usize>(),
                 c + s
                     .sessions
                     .values()
@@ -264,9 +248,11 @@ impl Shard {
                 continue;
             };
             if entry.scheduled != due {
-                continue; // superseded by an earlier entry
+                // Superseded by an earlier entry.
+                self.stale_entries = self.stale_entries.saturating_sub(1);
+                continue;
             }
-            let expires_at = entry.expires_at();
+            let expires_at = entry.record.deadline();
             if expires_at > now {
                 entry.scheduled = expires_at;
                 self.expiry.push(Reverse((expires_at, id)));
@@ -309,15 +295,13 @@ impl Shard {
             absolute_deadline: new.absolute_deadline,
             ttg: new.now,
             rotated_at: None,
+            renew_token: false,
             user: new.user.clone(),
             label: new.label.clone(),
             data,
         };
         let entry = Entry {
-            current: new.token.hash.clone(),
-            adopted: true,
-            lapse_at: 0,
-            previous: None,
+            tokens: TokenSlots::new(new.token.hash.clone()),
             connections: HashMap::new(),
             scheduled: 0,
             record,
@@ -336,21 +320,38 @@ impl Shard {
     /// Pushes a heap entry if the session's deadline moved earlier than the
     /// one it is scheduled for (later moves are found when the entry pops).
     fn reschedule(&mut self, id: &SessionId) {
-        if let Some(entry) = self.sessions.get_mut(id) {
-            let expires_at = entry.expires_at();
-            if entry.scheduled == 0 || expires_at < entry.scheduled {
-                entry.scheduled = expires_at;
-                self.expiry.push(Reverse((expires_at, id.clone())));
-            }
+        let Some(entry) = self.sessions.get_mut(id) else {
+            return;
+        };
+        let expires_at = entry.record.deadline();
+        if entry.scheduled != 0 && expires_at >= entry.scheduled {
+            return;
         }
+        if entry.scheduled != 0 {
+            self.stale_entries += 1;
+        }
+        entry.scheduled = expires_at;
+        self.expiry.push(Reverse((expires_at, id.clone())));
+        if self.stale_entries > self.sessions.len() {
+            self.rebuild_expiry();
+        }
+    }
+
+    /// One heap entry per session, at its scheduled deadline.
+    fn rebuild_expiry(&mut self) {
+        self.expiry = self
+            .sessions
+            .iter()
+            .map(|(id, e)| Reverse((e.scheduled, id.clone())))
+            .collect();
+        self.stale_entries = 0;
     }
 
     /// Removes a session and everything that points at it.
     fn remove(&mut self, id: &SessionId) -> Option<Entry> {
         let entry = self.sessions.remove(id)?;
-        self.tokens.remove(&entry.current);
-        if let Some(prev) = &entry.previous {
-            self.tokens.remove(&prev.hash);
+        for hash in entry.tokens.hashes() {
+            self.tokens.remove(hash);
         }
         if let Some(user) = &entry.record.user {
             if let Some(set) = self.users.get_mut(&user.id) {
@@ -379,24 +380,49 @@ impl Shard {
             });
             return None;
         }
-        self.sessions.get_mut(id)
+        let entry = self.sessions.get_mut(id)?;
+        entry.tokens.forget_sealed(now);
+        Some(entry)
     }
 
-    /// The live sessions in a user's index, pruning dead entries.
+    /// The live sessions among up to `limit` entries of a user's index
+    /// after `after`, in id order, pruning dead entries on the way; and the
+    /// last entry looked at, where the next chunk starts.
+    fn user_chunk(
+        &mut self,
+        user_id: &str,
+        after: Option<&SessionId>,
+        limit: usize,
+        now: Millis,
+        ended: &mut Vec<SessionEnded>,
+    ) -> (Vec<SessionId>, Option<SessionId>) {
+        let ids: Vec<SessionId> = match self.users.get(user_id) {
+            None => Vec::new(),
+            Some(set) => {
+                let from = after.map_or(Bound::Unbounded, Bound::Excluded);
+                set.range::<SessionId, _>((from, Bound::Unbounded))
+                    .take(limit)
+                    .cloned()
+                    .collect()
+            }
+        };
+        let last = ids.last().cloned();
+        let live = ids
+            .into_iter()
+            .filter(|id| self.live(id, now, ended).is_some())
+            .collect();
+        (live, last)
+    }
+
+    /// Every live session of a user (for a login enforcing the limit, which
+    /// the limit itself keeps small).
     fn user_sessions(
         &mut self,
         user_id: &str,
         now: Millis,
         ended: &mut Vec<SessionEnded>,
     ) -> Vec<SessionId> {
-        let ids: Vec<SessionId> = self
-            .users
-            .get(user_id)
-            .map(|set| set.iter().cloned().collect())
-            .unwrap_or_default();
-        ids.into_iter()
-            .filter(|id| self.live(id, now, ended).is_some())
-            .collect()
+        self.user_chunk(user_id, None, usize::MAX, now, ended).0
     }
 
     fn end(&mut self, id: &SessionId, reason: EndReason, ended: &mut Vec<SessionEnded>) -> bool {
@@ -408,6 +434,33 @@ impl Shard {
             });
         }
         removed
+    }
+}
+
+impl Inner {
+    /// Runs `step` over a user's live sessions in chunks of [`CHUNK`], in id
+    /// order, taking the user's shard once per chunk.
+    fn each_user_chunk(
+        &self,
+        user_id: &str,
+        now: Millis,
+        mut step: impl FnMut(&mut Shard, Vec<SessionId>, &mut Vec<SessionEnded>),
+    ) {
+        let mut after: Option<SessionId> = None;
+        loop {
+            let mut ended = Vec::new();
+            let last = {
+                let mut shard = self.user_shard(user_id);
+                let (ids, last) = shard.user_chunk(user_id, after.as_ref(), CHUNK, now, &mut ended);
+                step(&mut shard, ids, &mut ended);
+                last
+            };
+            self.end(ended);
+            match last {
+                Some(last) => after = Some(last),
+                None => return,
+            }
+        }
     }
 }
 
@@ -423,46 +476,17 @@ impl SessionStore for MemoryStore {
             };
             match shard.live(&id, now, &mut ended) {
                 None => Lookup::Missing,
-                Some(entry) => {
-                    let state = if entry.current == token.hash {
-                        if !entry.adopted && now >= entry.lapse_at {
-                            // A replacement presented after it lapsed never
-                            // works again.
-                            None
-                        } else {
-                            entry.adopted = true;
-                            Some(TokenState::Current)
+                Some(entry) => match entry.tokens.resolve(&token.hash, now, opts.cijs) {
+                    Resolution::Live(state) => {
+                        entry.touch(now, opts.refresh_after);
+                        Lookup::Found {
+                            record: entry.record.clone(),
+                            token: state,
                         }
-                    } else {
-                        match &entry.previous {
-                            Some(prev) if prev.hash == token.hash => {
-                                if now >= prev.grace_until {
-                                    return Ok(Lookup::Stale(id));
-                                }
-                                let replacement = if entry.adopted || now < entry.lapse_at {
-                                    Some(prev.sealed.clone())
-                                } else {
-                                    None
-                                };
-                                if !entry.adopted && replacement.is_some() {
-                                    entry.lapse_at = now.saturating_add(opts.cijs);
-                                }
-                                Some(TokenState::Grace { replacement })
-                            }
-                            _ => None,
-                        }
-                    };
-                    match state {
-                        Some(token) => {
-                            entry.touch(now, opts.refresh_after);
-                            Lookup::Found {
-                                record: entry.record.clone(),
-                                token,
-                            }
-                        }
-                        None => Lookup::Missing,
                     }
-                }
+                    Resolution::Stale => Lookup::Stale(id),
+                    Resolution::Unknown => Lookup::Missing,
+                },
             }
         };
         self.inner.end(ended);
@@ -484,6 +508,8 @@ impl SessionStore for MemoryStore {
             let saved = match shard.live(id, now, &mut ended) {
                 Some(entry) => {
                     entry.apply(delta);
+                    // A write is a use of the session.
+                    entry.record.last_seen = now;
                     true
                 }
                 None => false,
@@ -498,62 +524,30 @@ impl SessionStore for MemoryStore {
     }
 
     async fn rotate(&self, r: &Rotation) -> Result<Rotated> {
-        let now = r.now;
         let mut ended = Vec::new();
         let outcome = {
             let mut shard = self.inner.shard(&r.id.tag());
-            // Tokens to forget, collected while the entry is borrowed.
-            let mut dead = Vec::new();
-            let outcome = match shard.live(&r.id, now, &mut ended) {
-                None => Rotated::Gone,
-                Some(entry) => {
-                    let lapsed = !entry.adopted && now >= entry.lapse_at;
-                    let grace_of_old = entry
-                        .previous
-                        .as_ref()
-                        .filter(|p| p.hash == r.old.hash && now < p.grace_until)
-                        .is_some();
-                    if entry.current == r.old.hash && !lapsed {
-                        // First rotation of the current token: it becomes the
-                        // previous one, and the one before it dies for good.
-                        let before = entry.previous.replace(Previous {
-                            hash: r.old.hash.clone(),
-                            grace_until: now.saturating_add(r.ojs),
-                            sealed: r.sealed.clone(),
-                        });
-                        dead.extend(before.map(|p| p.hash));
-                        entry.install(r);
-                        Rotated::Installed
-                    } else if grace_of_old && lapsed {
-                        // The replacement was never presented: discard it
-                        // for good and mint the candidate instead.
-                        dead.push(entry.current.clone());
-                        if let Some(prev) = &mut entry.previous {
-                            prev.sealed = r.sealed.clone();
-                        }
-                        entry.install(r);
-                        Rotated::Installed
-                    } else if grace_of_old {
-                        // Another request rotated first: hand out its
-                        // replacement, which is about to be sent again.
-                        if !entry.adopted {
-                            entry.lapse_at = now.saturating_add(r.cijs);
-                        }
-                        let sealed = entry.previous.as_ref().map(|p| p.sealed.clone());
-                        sealed.map_or(Rotated::Gone, Rotated::Existing)
-                    } else {
-                        Rotated::Gone
-                    }
+            let step = shard.live(&r.id, r.now, &mut ended).map(|entry| {
+                let step = entry.tokens.rotate(r);
+                if step.outcome == Rotated::Installed {
+                    entry.record.ttg = r.now;
+                    entry.record.rotated_at = Some(r.now);
+                    entry.record.renew_token = false;
                 }
-            };
-            for hash in dead {
-                shard.tokens.remove(&hash);
+                step
+            });
+            match step {
+                None => Rotated::Gone,
+                Some(step) => {
+                    for hash in &step.dead {
+                        shard.tokens.remove(hash);
+                    }
+                    if step.outcome == Rotated::Installed {
+                        shard.tokens.insert(r.new.hash.clone(), r.id.clone());
+                    }
+                    step.outcome
+                }
             }
-            if outcome == Rotated::Installed {
-                shard.tokens.insert(r.new.hash.clone(), r.id.clone());
-                shard.reschedule(&r.id);
-            }
-            outcome
         };
         self.inner.end(ended);
         Ok(outcome)
@@ -570,14 +564,10 @@ impl SessionStore for MemoryStore {
         let done = {
             let mut shard = self.inner.shard(&id.tag());
             let dead = shard.live(id, now, &mut ended).map(|entry| {
-                let old = std::mem::replace(&mut entry.current, new.hash.clone());
-                let prev = entry.previous.take();
-                entry.adopted = true;
                 entry.record.ttg = now;
+                entry.record.renew_token = false;
                 entry.apply(delta);
-                std::iter::once(old)
-                    .chain(prev.map(|p| p.hash))
-                    .collect::<Vec<_>>()
+                entry.tokens.regenerate(&new.hash)
             });
             match dead {
                 Some(dead) => {
@@ -629,7 +619,11 @@ impl SessionStore for MemoryStore {
                 };
                 if source.live(from_id, new.now, &mut ended).is_some() {
                     if let Some(old) = source.remove(from_id) {
-                        data = old.record.data;
+                        // Data carries over from an anonymous session or one
+                        // of the same user, never from another user's.
+                        if old.record.user.as_ref().is_none_or(|u| u.id == user.id) {
+                            data = old.record.data;
+                        }
                         ended.push(SessionEnded {
                             id: from_id.clone(),
                             reason: EndReason::Replaced,
@@ -685,55 +679,53 @@ impl SessionStore for MemoryStore {
     }
 
     async fn list_sessions(&self, user_id: &str, now: Millis) -> Result<Vec<SessionInfo>> {
-        let mut ended = Vec::new();
-        let mut list: Vec<SessionInfo> = {
-            let mut shard = self.inner.user_shard(user_id);
-            shard
-                .user_sessions(user_id, now, &mut ended)
-                .iter()
-                .filter_map(|id| shard.sessions.get(id).map(|e| (&e.record).into()))
-                .collect()
-        };
-        self.inner.end(ended);
+        let mut list: Vec<SessionInfo> = Vec::new();
+        self.inner.each_user_chunk(user_id, now, |shard, ids, _| {
+            list.extend(
+                ids.iter()
+                    .filter_map(|id| shard.sessions.get(id).map(|e| (&e.record).into())),
+            );
+        });
         list.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
         Ok(list)
     }
 
     async fn revoke(&self, user_id: &str, scope: &Revoke, now: Millis) -> Result<Vec<SessionId>> {
-        let mut ended = Vec::new();
-        let revoked = {
-            let mut shard = self.inner.user_shard(user_id);
-            let targets: Vec<SessionId> = shard
-                .user_sessions(user_id, now, &mut ended)
-                .into_iter()
-                .filter(|id| match scope {
-                    Revoke::One(one) => id == one,
-                    Revoke::All => true,
-                    Revoke::AllExcept(keep) => id != keep,
-                })
-                .collect();
-            targets
-                .into_iter()
-                .filter(|id| shard.end(id, EndReason::Revoked, &mut ended))
-                .collect()
-        };
-        self.inner.end(ended);
+        if let Revoke::One(one) = scope {
+            let mut ended = Vec::new();
+            let revoked = {
+                let mut shard = self.inner.user_shard(user_id);
+                let listed = shard.users.get(user_id).is_some_and(|set| set.contains(one));
+                listed
+                    && shard.live(one, now, &mut ended).is_some()
+                    && shard.end(one, EndReason::Revoked, &mut ended)
+            };
+            self.inner.end(ended);
+            return Ok(if revoked { vec![one.clone()] } else { Vec::new() });
+        }
+        let mut revoked = Vec::new();
+        self.inner.each_user_chunk(user_id, now, |shard, ids, ended| {
+            for id in ids {
+                let keep = matches!(scope, Revoke::AllExcept(keep) if keep == &id);
+                if !keep && shard.end(&id, EndReason::Revoked, ended) {
+                    revoked.push(id);
+                }
+            }
+        });
         Ok(revoked)
     }
 
     async fn sync_user(&self, user: &BoundUser, now: Millis) -> Result<usize> {
-        let mut ended = Vec::new();
-        let count = {
-            let mut shard = self.inner.user_shard(&user.id);
-            let ids = shard.user_sessions(&user.id, now, &mut ended);
+        let mut count = 0;
+        self.inner.each_user_chunk(&user.id, now, |shard, ids, _| {
             for id in &ids {
                 if let Some(entry) = shard.sessions.get_mut(id) {
                     entry.record.user = Some(user.clone());
+                    entry.record.renew_token = true;
+                    count += 1;
                 }
             }
-            ids.len()
-        };
-        self.inner.end(ended);
+        });
         Ok(count)
     }
 
@@ -768,27 +760,14 @@ impl SessionStore for MemoryStore {
                 if let Some((conn_id, until)) = &f.lease {
                     if let Some(lease) = entry.connections.get_mut(conn_id) {
                         lease.1 = *until;
-                        // A live connection holds the session and hands the
-                        // replacement over itself: it cannot lapse under it.
-                        entry.adopted = true;
                     }
                 }
-                let known = f.known.as_ref().map(|k| &k.hash);
-                // A replacement that lapsed unadopted is never handed out
-                // again, nor does it count as the current token.
-                let reachable = entry.adopted || f.now < entry.lapse_at;
-                let replacement = match (&entry.previous, known) {
-                    (Some(prev), Some(k))
-                        if &prev.hash == k && f.now < prev.grace_until && reachable =>
-                    {
-                        Some(prev.sealed.clone())
-                    }
-                    _ => None,
-                };
+                let known = f.known.as_ref().map(|k| k.hash.as_str());
+                let (replacement, known_is_current) = entry.tokens.fetch(known, f.now);
                 Fetched {
                     record: entry.record.clone(),
                     replacement,
-                    known_is_current: reachable && known == Some(&entry.current),
+                    known_is_current,
                 }
             })
         };
@@ -804,11 +783,8 @@ impl SessionStore for MemoryStore {
     }
 
     async fn list_connections(&self, user_id: &str, now: Millis) -> Result<Vec<Connection>> {
-        let mut ended = Vec::new();
-        let list = {
-            let mut shard = self.inner.user_shard(user_id);
-            let ids = shard.user_sessions(user_id, now, &mut ended);
-            let mut list = Vec::new();
+        let mut list = Vec::new();
+        self.inner.each_user_chunk(user_id, now, |shard, ids, _| {
             for id in ids {
                 if let Some(entry) = shard.sessions.get_mut(&id) {
                     // Leases of a crashed holder run out by themselves.
@@ -816,13 +792,66 @@ impl SessionStore for MemoryStore {
                     list.extend(entry.connections.values().map(|(c, _)| c.clone()));
                 }
             }
-            list
-        };
-        self.inner.end(ended);
+        });
         Ok(list)
     }
 
     fn subscribe(&self) -> broadcast::Receiver<SessionEnded> {
         self.inner.events.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::token::Token;
+
+    #[tokio::test]
+    async fn rotations_do_not_grow_the_expiry_heap() {
+        let store = MemoryStore::new();
+        let clock = 1_000_000;
+        let token = Token::generate(&Tag::random());
+        let id = SessionId::generate(&token.tag());
+        let new = NewSession {
+            id: id.clone(),
+            token: token.digest(),
+            now: clock,
+            idle_timeout: 60_000,
+            absolute_deadline: None,
+            user: None,
+            label: None,
+            data: Vec::new(),
+        };
+        store.create(&new).await.unwrap();
+        let mut old = token;
+        for i in 0..1_000u64 {
+            let now = clock + i * 10;
+            let next = Token::generate(&old.tag());
+            let r = Rotation {
+                id: id.clone(),
+                old: old.digest(),
+                new: next.digest(),
+                sealed: crate::token::seal(&old, &next),
+                now,
+                ojs: 5,
+                cijs: 5,
+            };
+            assert_eq!(store.rotate(&r).await.unwrap(), Rotated::Installed);
+            // Alternate shorter and longer timeouts, the moves that push.
+            let idle = if i % 2 == 0 { 30_000 } else { 60_000 };
+            let delta = Delta {
+                idle_timeout: Some(idle),
+                ..Delta::default()
+            };
+            assert!(store.save(&id, &delta, now).await.unwrap());
+            old = next;
+        }
+        let heap: usize = store
+            .inner
+            .shards
+            .iter()
+            .map(|s| lock(s).expiry.len())
+            .sum();
+        assert!(heap <= 3, "{heap} heap entries for one session");
     }
 }

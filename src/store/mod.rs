@@ -17,6 +17,7 @@ mod error;
 mod memory;
 #[cfg(feature = "redis")]
 pub mod redis;
+pub mod tokens;
 mod types;
 
 #[cfg(feature = "redis")]

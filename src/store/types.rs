@@ -34,6 +34,9 @@ pub struct SessionRecord {
     pub ttg: Millis,
     /// When the session's token was last replaced automatically.
     pub rotated_at: Option<Millis>,
+    /// The session's user changed ([`SessionStore::sync_user`](super::SessionStore::sync_user)):
+    /// its token is replaced on its next use, like any privilege change.
+    pub renew_token: bool,
     /// The bound user.
     pub user: Option<BoundUser>,
     /// An application-chosen label (a device name, a user agent).
@@ -48,25 +51,43 @@ impl SessionRecord {
         self.last_seen.saturating_add(self.idle_timeout)
     }
 
-    /// The earlier of the idle and absolute deadlines.
+    /// The earlier of the idle and absolute deadlines: the session is live
+    /// until then.
     pub fn deadline(&self) -> Millis {
         self.absolute_deadline
             .map_or(self.idle_deadline(), |abs| abs.min(self.idle_deadline()))
     }
+
+    /// Whether a use at `now` slides the idle deadline: once the last
+    /// refresh is `refresh_after` old, or a tenth of the session's own idle
+    /// timeout if that is shorter, so that a session with a short timeout
+    /// of its own never idles out while it is used more often than that.
+    pub fn refresh_due(&self, now: Millis, refresh_after: Millis) -> bool {
+        now.saturating_sub(self.last_seen) >= refresh_after.min(self.idle_timeout / 10)
+    }
 }
 
-/// How the presented token relates to its session.
+/// How the presented token relates to its session (see
+/// [`tokens`](super::tokens) for the rules).
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum TokenState {
     /// The session's current token.
     Current,
-    /// An old token inside its grace window. Carries the current replacement
-    /// sealed under the old token, or `None` if the replacement lapsed
-    /// unadopted and a fresh one must be minted.
-    Grace {
+    /// A replaced token inside its grace window, whose replacement the
+    /// client has not presented yet: the replacement, sealed under the
+    /// presented token, to hand out again.
+    Replaced {
         /// The sealed replacement.
-        replacement: Option<String>,
+        sealed: String,
     },
+    /// A replaced token inside its grace window, whose replacement the
+    /// client already presented: nothing to hand out.
+    Superseded,
+    /// A replaced token inside its grace window, whose replacement was not
+    /// presented within CIJS of being handed out: the client lost it, and
+    /// the caller mints a fresh one with [`SessionStore::rotate`](super::SessionStore::rotate).
+    Lapsed,
 }
 
 /// The outcome of [`SessionStore::load`](super::SessionStore::load).
@@ -94,9 +115,12 @@ pub enum Lookup {
 pub struct LoadOptions {
     /// The current time.
     pub now: Millis,
-    /// Refresh the idle deadline only if the last refresh is this old.
-    pub refresh_after: Millis,
-    /// How long a replacement that is sent again stays valid unadopted.
+    /// Slide the idle deadline if the last refresh is this old (see
+    /// [`SessionRecord::refresh_due`]); `None` for a silent read, which
+    /// leaves the deadline where it is.
+    pub refresh_after: Option<Millis>,
+    /// How long a replacement that is handed out again keeps being handed
+    /// out to requests carrying the old token (CIJS).
     pub cijs: Millis,
 }
 
@@ -200,6 +224,9 @@ pub enum Rotated {
     /// Another request rotated first: its replacement, sealed under the old
     /// token.
     Existing(String),
+    /// Another request rotated first and the client already presented the
+    /// replacement: nothing to hand out.
+    Superseded,
     /// The session or the token is gone.
     Gone,
 }

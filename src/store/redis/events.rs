@@ -83,7 +83,7 @@ async fn listen(
     timeout: Duration,
     events: &broadcast::Sender<SessionEnded>,
 ) {
-    let mut ping = tokio::time::interval(timeout * PING_EVERY_TIMEOUTS);
+    let mut ping = tokio::time::interval(timeout.saturating_mul(PING_EVERY_TIMEOUTS));
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ping.tick().await; // the first tick is immediate: just subscribed
     loop {

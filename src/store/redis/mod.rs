@@ -87,6 +87,11 @@ use crate::token::{SessionId, TokenDigest};
 
 const DEFAULT_PREFIX: &str = "sessionkit:";
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
+/// The longest command timeout a [`RedisStoreBuilder`] accepts: longer
+/// would only hide a dead server.
+pub const MAX_COMMAND_TIMEOUT: Duration = Duration::from_secs(60 * 60);
+/// How many user-index entries one call of a chunked operation handles.
+const CHUNK: usize = 100;
 
 /// A [`SessionStore`] on Redis (feature `redis`) or Redis Cluster (feature
 /// `redis-cluster`). See the [module docs](self) for the key layout and the
@@ -139,7 +144,8 @@ impl RedisStoreBuilder {
         self
     }
 
-    /// How long one command may take before it fails (default 1 s).
+    /// How long one command may take before it fails (default 1 s; at most
+    /// [`MAX_COMMAND_TIMEOUT`], and not zero: `connect` refuses others).
     pub fn command_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
@@ -191,6 +197,11 @@ impl RedisStoreBuilder {
         if self.prefix.contains(['{', '}']) {
             return Err(StoreError::backend(
                 "the key prefix may not contain `{` or `}`: they would change the cluster hash tag",
+            ));
+        }
+        if self.timeout.is_zero() || self.timeout > MAX_COMMAND_TIMEOUT {
+            return Err(StoreError::backend(
+                "the command timeout must be positive and at most an hour (MAX_COMMAND_TIMEOUT)",
             ));
         }
         Ok(())
@@ -269,6 +280,54 @@ impl RedisStore {
         }
         self.run(&inv).await
     }
+
+    /// Runs a chunked script over a user's index (its last argument the scan
+    /// cursor, its reply `{next cursor, chunk}`) until the scan is done,
+    /// handing each chunk to `each`. A scan always ends, and each call does
+    /// bounded work.
+    async fn each_chunk(
+        &self,
+        script: &redis::Script,
+        user_id: &str,
+        now: Millis,
+        extra: &[&str],
+        mut each: impl FnMut(&Value) -> Result<()>,
+    ) -> Result<()> {
+        let mut cursor = "0".to_owned();
+        loop {
+            let mut args = extra.to_vec();
+            args.push(&cursor);
+            let reply = self.on_user(script, user_id, now, &args).await?;
+            let items = items(&reply)?;
+            each(at(items, 1)?)?;
+            cursor = text(at(items, 0)?)?;
+            if cursor == "0" {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// A row of the list script: id, created, seen, idle, absolute deadline or
+/// '', `=label` or ''.
+fn session_info(row: &[Value]) -> Result<SessionInfo> {
+    let [id, created, seen, idle, abs, label] = row else {
+        return Err(StoreError::corrupt("short session row"));
+    };
+    let number = |v| text(v).and_then(|t| reply::number(&t));
+    let last_seen = number(seen)?;
+    let absolute = text(abs)?;
+    let label = text(label)?;
+    Ok(SessionInfo {
+        id: session_id(id)?,
+        created_at: number(created)?,
+        last_seen,
+        idle_deadline: last_seen.saturating_add(number(idle)?),
+        absolute_deadline: (!absolute.is_empty())
+            .then(|| reply::number(&absolute))
+            .transpose()?,
+        label: label.strip_prefix('=').map(str::to_owned),
+    })
 }
 
 /// A client for `url` whose connections send TCP keepalive probes.
@@ -311,7 +370,7 @@ impl SessionStore for RedisStore {
         let mut inv = self.call(&scripts::LOAD, &key, &base);
         inv.arg(&token.hash)
             .arg(opts.now)
-            .arg(opts.refresh_after)
+            .arg(opts.refresh_after.map(|r| r.to_string()).unwrap_or_default())
             .arg(opts.cijs);
         let reply: Value = self.run(&inv).await?;
         let items = items(&reply)?;
@@ -322,11 +381,15 @@ impl SessionStore for RedisStore {
                 let id = session_id(at(items, 1)?)?;
                 let token = match text(at(items, 2)?)?.as_str() {
                     "current" => TokenState::Current,
-                    _ => {
-                        let sealed = text(at(items, 3)?)?;
-                        TokenState::Grace {
-                            replacement: (!sealed.is_empty()).then_some(sealed),
-                        }
+                    "replaced" => TokenState::Replaced {
+                        sealed: text(at(items, 3)?)?,
+                    },
+                    "superseded" => TokenState::Superseded,
+                    "lapsed" => TokenState::Lapsed,
+                    other => {
+                        return Err(StoreError::corrupt(format!(
+                            "unknown token state {other:?}"
+                        )))
                     }
                 };
                 let record = record(id, at(items, 4)?, at(items, 5)?)?;
@@ -369,6 +432,7 @@ impl SessionStore for RedisStore {
         match text(at(items, 0)?)?.as_str() {
             "installed" => Ok(Rotated::Installed),
             "existing" => Ok(Rotated::Existing(text(at(items, 1)?)?)),
+            "superseded" => Ok(Rotated::Superseded),
             "gone" => Ok(Rotated::Gone),
             other => Err(StoreError::corrupt(format!(
                 "unknown rotate reply {other:?}"
@@ -409,8 +473,14 @@ impl SessionStore for RedisStore {
                     lease: None,
                     now: new.now,
                 };
-                let data = self.fetch(&read).await?.map(|f| f.record.data);
-                let ends_after = data.is_some().then_some(from);
+                let record = self.fetch(&read).await?.map(|f| f.record);
+                let ends_after = record.is_some().then_some(from);
+                // Data carries over from an anonymous session or one of the
+                // same user, never from another user's.
+                let same_user = |r: &super::SessionRecord| {
+                    r.user.as_ref().is_none_or(|u| new.user.as_ref().is_some_and(|n| n.id == u.id))
+                };
+                let data = record.filter(same_user).map(|r| r.data);
                 (None, data.into_iter().flatten().collect(), ends_after)
             }
             from => (from.as_ref(), Vec::new(), None),
@@ -448,30 +518,17 @@ impl SessionStore for RedisStore {
     }
 
     async fn list_sessions(&self, user_id: &str, now: Millis) -> Result<Vec<SessionInfo>> {
-        let reply = self.on_user(&scripts::LIST, user_id, now, &[]).await?;
-        let mut list = items(&reply)?
-            .chunks(6)
-            .map(|row| {
-                let [id, created, seen, idle, abs, label] = row else {
-                    return Err(StoreError::corrupt("short session row"));
-                };
-                let number = |v| text(v).and_then(|t| reply::number(&t));
-                let last_seen = number(seen)?;
-                let absolute = text(abs)?;
-                let label = text(label)?;
-                Ok(SessionInfo {
-                    id: session_id(id)?,
-                    created_at: number(created)?,
-                    last_seen,
-                    idle_deadline: last_seen.saturating_add(number(idle)?),
-                    absolute_deadline: (!absolute.is_empty())
-                        .then(|| reply::number(&absolute))
-                        .transpose()?,
-                    label: label.strip_prefix('=').map(str::to_owned),
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let mut list = Vec::new();
+        self.each_chunk(&scripts::LIST, user_id, now, &[], |rows| {
+            for row in items(rows)?.chunks(6) {
+                list.push(session_info(row)?);
+            }
+            Ok(())
+        })
+        .await?;
+        // A scan may return an entry twice.
         list.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        list.dedup_by(|a, b| a.id == b.id);
         Ok(list)
     }
 
@@ -481,17 +538,34 @@ impl SessionStore for RedisStore {
             Revoke::All => ("all", ""),
             Revoke::AllExcept(id) => ("except", id.as_str()),
         };
-        let reply = self
-            .on_user(&scripts::REVOKE, user_id, now, &[mode, target])
-            .await?;
-        session_ids(&reply)
+        let mut revoked = Vec::new();
+        // Bounded: each call removes up to CHUNK entries, so the entries
+        // there were at the start take this many calls, plus a few for
+        // logins racing the revocation.
+        let mut calls_left: Option<usize> = None;
+        loop {
+            let reply = self
+                .on_user(&scripts::REVOKE, user_id, now, &[mode, target])
+                .await?;
+            let items = items(&reply)?;
+            revoked.extend(session_ids(at(items, 0)?)?);
+            let left = usize::try_from(int(at(items, 1)?)?).unwrap_or(0);
+            let calls = calls_left.get_or_insert(left / CHUNK + 3);
+            *calls = calls.saturating_sub(1);
+            if left == 0 || *calls == 0 {
+                return Ok(revoked);
+            }
+        }
     }
 
     async fn sync_user(&self, user: &BoundUser, now: Millis) -> Result<usize> {
-        let reply = self
-            .on_user(&scripts::SYNC_USER, &user.id, now, &[&user.json])
-            .await?;
-        Ok(usize::try_from(int(&reply)?).unwrap_or(0))
+        let mut count = 0;
+        self.each_chunk(&scripts::SYNC_USER, &user.id, now, &[&user.json], |n| {
+            count += usize::try_from(int(n)?).unwrap_or(0);
+            Ok(())
+        })
+        .await?;
+        Ok(count)
     }
 
     async fn connect(&self, conn: &Connection, lease_until: Millis, now: Millis) -> Result<bool> {
@@ -540,16 +614,19 @@ impl SessionStore for RedisStore {
     }
 
     async fn list_connections(&self, user_id: &str, now: Millis) -> Result<Vec<Connection>> {
-        let reply = self
-            .on_user(&scripts::CONNECTIONS, user_id, now, &[])
-            .await?;
-        items(&reply)?
-            .iter()
-            .map(|v| {
-                serde_json::from_str(&text(v)?)
-                    .map_err(|e| StoreError::corrupt(format!("unreadable connection: {e}")))
-            })
-            .collect()
+        let mut list: Vec<Connection> = Vec::new();
+        self.each_chunk(&scripts::CONNECTIONS, user_id, now, &[], |values| {
+            for v in items(values)? {
+                let conn = serde_json::from_str(&text(v)?)
+                    .map_err(|e| StoreError::corrupt(format!("unreadable connection: {e}")))?;
+                list.push(conn);
+            }
+            Ok(())
+        })
+        .await?;
+        list.sort_by(|a, b| a.id.cmp(&b.id));
+        list.dedup_by(|a, b| a.id == b.id);
+        Ok(list)
     }
 
     fn subscribe(&self) -> broadcast::Receiver<SessionEnded> {

@@ -97,6 +97,7 @@ pub(super) fn record(id: SessionId, seen: &Value, flat: &Value) -> Result<Sessio
         absolute_deadline: optional("abs")?,
         ttg: required("ttg")?,
         rotated_at: optional("rot")?,
+        renew_token: fields.get("renew").is_some_and(|v| v == "1"),
         label: fields.get("label").cloned(),
         user,
         data,

@@ -1,9 +1,11 @@
--- The live connections of a user's live sessions; expired leases are
--- dropped on the way. KEYS[1] user index. ARGV[3] user id, [4] now.
--- Reply: connection json values.
+-- The live connections of one chunk of a user's live sessions; expired
+-- leases are dropped on the way. KEYS[1] user index. ARGV[3] user id,
+-- [4] now, [5] cursor.
+-- Reply: {next cursor ('0': done), connection json values}
 local now = tonumber(ARGV[4])
+local list, cursor = user_chunk(BASE, ARGV[3], ARGV[5], now)
 local out = {}
-for _, s in ipairs(user_sessions(BASE, ARGV[3], now)) do
+for _, s in ipairs(list) do
   local c = s.base .. 'c:' .. s.id
   local flat = redis.call('HGETALL', c)
   for i = 1, #flat, 2 do
@@ -16,4 +18,4 @@ for _, s in ipairs(user_sessions(BASE, ARGV[3], now)) do
     end
   end
 end
-return out
+return {cursor, out}

@@ -14,22 +14,14 @@ if conn ~= '' then
   if v then
     local bar = string.find(v, '|', 1, true)
     redis.call('HSET', c, conn, ARGV[7] .. string.sub(v, bar))
-    -- A live connection holds the session and hands the replacement over
-    -- itself: it cannot lapse under it.
-    if s.adopted ~= '1' then
-      s.adopted = '1'
-      redis.call('HSET', k, 'adopted', '1')
-    end
   end
 end
--- A replacement that lapsed unadopted is never handed out again, nor does
--- it count as the current token.
-local reachable = s.adopted == '1' or now < tonumber(s.lapse)
+-- Fetching never adopts a replacement: only a client presenting it does.
 local replacement = ''
-if reachable and known ~= '' and s.prev == known and now < tonumber(s.grace) then
-  replacement = s.sealed
+if known ~= '' and s.prev == known and now < tonumber(s.grace) and s.adopted ~= '1' then
+  replacement = redis.call('GET', rkey(s)) or ''
 end
 local current = 0
-if reachable and known ~= '' and s.cur == known then current = 1 end
+if known ~= '' and s.cur == known then current = 1 end
 settle(s, now)
 return {replacement, current, s.seen, flat}

@@ -1,12 +1,14 @@
--- A user's live sessions. KEYS[1] user index. ARGV[3] user id, [4] now.
--- Reply: per session: id, created, seen, idle, absolute deadline or '',
--- `=label` or ''
-local out = {}
-for _, s in ipairs(user_sessions(BASE, ARGV[3], tonumber(ARGV[4]))) do
+-- One chunk of a user's live sessions. KEYS[1] user index. ARGV[3] user
+-- id, [4] now, [5] cursor ('0' to start).
+-- Reply: {next cursor ('0': done), rows}, a row per session: id, created,
+-- seen, idle, absolute deadline or '', `=label` or ''
+local list, cursor = user_chunk(BASE, ARGV[3], ARGV[5], tonumber(ARGV[4]))
+local rows = {}
+for _, s in ipairs(list) do
   local label = ''
   if s.label then label = '=' .. s.label end
   for _, v in ipairs({s.id, s.created, s.seen, s.idle, s.abs or '', label}) do
-    out[#out + 1] = v
+    rows[#rows + 1] = v
   end
 end
-return out
+return {cursor, rows}

@@ -1,6 +1,8 @@
 -- Resolves a token digest to its session, refreshing it on the way.
--- KEYS[1] token key. ARGV[3] digest, [4] now, [5] refresh_after, [6] cijs.
--- Reply: {'missing'} | {'stale', id} | {'found', id, 'current'|'grace', sealed, seen, flat}
+-- KEYS[1] token key. ARGV[3] digest, [4] now, [5] refresh_after or '' for a
+-- silent read, [6] cijs.
+-- Reply: {'missing'} | {'stale', id}
+--      | {'found', id, 'current'|'replaced'|'superseded'|'lapsed', sealed, seen, flat}
 local hash, now = ARGV[3], tonumber(ARGV[4])
 local refresh_after, cijs = tonumber(ARGV[5]), tonumber(ARGV[6])
 local id = redis.call('GET', KEYS[1])
@@ -12,35 +14,41 @@ if not s then
   return {'missing'}
 end
 local k = skey(s)
-local state, sealed, changed = nil, '', false
+local state, sealed = nil, ''
 if s.cur == hash then
   if s.adopted ~= '1' then
-    -- A replacement presented after it lapsed never works again.
-    if now >= tonumber(s.lapse) then return {'missing'} end
+    -- The client holds the replacement: nothing needs handing out again.
     s.adopted = '1'
     redis.call('HSET', k, 'adopted', '1')
-    changed = true
+    redis.call('DEL', rkey(s))
   end
   state = 'current'
 elseif s.prev == hash then
-  if now >= tonumber(s.grace) then return {'stale', id} end
-  state = 'grace'
-  if s.adopted == '1' or now < tonumber(s.lapse) then
-    sealed = s.sealed
-    if s.adopted ~= '1' then
-      -- About to be sent again: it lives CIJS from now.
-      s.lapse = num(now + cijs)
-      redis.call('HSET', k, 'lapse', s.lapse)
-      changed = true
+  if now >= tonumber(s.grace) then
+    redis.call('DEL', rkey(s))
+    return {'stale', id}
+  end
+  if s.adopted == '1' then
+    state = 'superseded'
+  elseif now >= tonumber(s.resend) then
+    state = 'lapsed'
+  else
+    sealed = redis.call('GET', rkey(s))
+    if sealed then
+      -- About to be handed out again: it is handed out CIJS from now.
+      state = 'replaced'
+      s.resend = num(now + cijs)
+      redis.call('HSET', k, 'resend', s.resend)
+    else
+      sealed, state = '', 'lapsed'
     end
   end
 else
   return {'missing'}
 end
-if now - tonumber(s.seen) >= refresh_after then
+if refresh_due(s, now, refresh_after) then
   s.seen = num(now)
   redis.call('HSET', k, 'seen', s.seen)
-  changed = true
+  settle(s, now)
 end
-if changed then settle(s, now) end
 return {'found', id, state, sealed, s.seen, flat}

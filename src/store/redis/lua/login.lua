@@ -1,6 +1,7 @@
 -- Starts an authenticated session, carrying over the data of the session
 -- the request had, records it in the user's index and enforces the
--- per-user limit.
+-- per-user limit. The data of a session of another user does not carry
+-- over.
 -- KEYS[1] new session key. ARGV[3..10] the session (see new_session),
 -- [11] max sessions (0: no limit), [12] base of the old session or '',
 -- [13] its id or '', [14] number of carried data pairs, the pairs, then the delta.
@@ -11,7 +12,9 @@ local data, i = read_pairs(14)
 if ARGV[13] ~= '' then
   local from, flat = alive(ARGV[12], ARGV[13], now, whole)
   if from then
-    data = data_of(flat)
+    -- Data carries over from an anonymous session or one of the same user,
+    -- never from another user's.
+    if not from.uid or from.uid == s.uid then data = data_of(flat) end
     kill(from, 'replaced')
   end
 end

@@ -4,6 +4,9 @@
 -- share a Redis Cluster hash slot:
 --   s:<id>      hash: metadata fields, and data fields named `d:<key>`
 --   t:<digest>  string: the session id a token digest points at
+--   r:<id>      string: the current token sealed under the previous one,
+--               until it is adopted or the previous token's grace ends
+--               (its TTL), so a dump plus an old token yields nothing live
 --   c:<id>      hash: connection id -> `<lease until>|<connection json>`
 --   u:<user>    sorted set: the user's session ids, scored by expiry
 -- A logged-in session's tag is its user's tag, so its user index shares
@@ -11,11 +14,16 @@
 --
 -- ARGV[1] is the base, ARGV[2] the channel session-ended events go to.
 -- Times are milliseconds since the epoch, given by the caller.
+--
+-- The token rules are those of `src/store/tokens.rs`, ported: the current
+-- token works until the session's deadlines, adopted or not; the previous
+-- one works until `grace`, and its requests get the sealed replacement
+-- again until `resend`, a fresh one after, nothing once it is adopted.
 
 local BASE = ARGV[1]
 local CHANNEL = ARGV[2]
-local META = {'created', 'seen', 'idle', 'abs', 'ttg', 'rot', 'uid', 'user', 'label',
-              'cur', 'adopted', 'lapse', 'prev', 'grace', 'sealed'}
+local META = {'created', 'seen', 'idle', 'abs', 'ttg', 'rot', 'renew', 'uid', 'user', 'label',
+              'cur', 'adopted', 'resend', 'prev', 'grace'}
 -- unpack() is limited by the Lua stack: long argument lists go in chunks.
 local CHUNK = 500
 -- The longest TTL set (2^48 ms, about 8,900 years).
@@ -32,6 +40,7 @@ local function many(cmd, key, list)
 end
 
 local function skey(s) return s.base .. 's:' .. s.id end
+local function rkey(s) return s.base .. 'r:' .. s.id end
 
 -- A session's metadata, or nil if it does not exist.
 local function meta(base, id)
@@ -70,16 +79,21 @@ local function deadline(s)
   return d
 end
 
--- When the session stops being live: its deadlines, or, while its
--- replacement token is unadopted, the moment no token can reach it.
+-- A session is live until its deadlines, whatever its tokens.
 local function expires_at(s)
-  local d = deadline(s)
-  if s.adopted == '1' then return d end
-  return math.min(d, math.max(tonumber(s.lapse or '0'), tonumber(s.grace or '0')))
+  return deadline(s)
 end
 
 local function live(s, now)
   return now < expires_at(s)
+end
+
+-- Whether a use at `now` slides the idle deadline: once the last refresh
+-- is `after` old, or a tenth of the session's own idle timeout if shorter
+-- (SessionRecord::refresh_due). `after` nil: a silent read.
+local function refresh_due(s, now, after)
+  if not after then return false end
+  return now - tonumber(s.seen) >= math.min(after, math.floor(tonumber(s.idle) / 10))
 end
 
 local function publish(id, reason)
@@ -89,7 +103,7 @@ end
 -- Removes a session and everything that points at it, and tells subscribers.
 local function kill(s, reason)
   local b = s.base
-  local keys = {b .. 's:' .. s.id, b .. 'c:' .. s.id}
+  local keys = {b .. 's:' .. s.id, b .. 'c:' .. s.id, b .. 'r:' .. s.id}
   if s.cur then keys[#keys + 1] = b .. 't:' .. s.cur end
   if s.prev then keys[#keys + 1] = b .. 't:' .. s.prev end
   redis.call('DEL', unpack(keys))
@@ -176,11 +190,12 @@ local function store(s, data, now)
   settle(s, now)
 end
 
--- The live sessions in a user's index; dead entries are pruned on the way.
-local function user_sessions(base, uid, now)
+-- The live sessions among `ids` of a user's index; dead entries are pruned
+-- on the way.
+local function live_of(base, uid, ids, now)
   local u = base .. 'u:' .. uid
   local out = {}
-  for _, id in ipairs(redis.call('ZRANGE', u, 0, -1)) do
+  for _, id in ipairs(ids) do
     local s = alive(base, id, now, meta)
     if s then
       out[#out + 1] = s
@@ -189,6 +204,23 @@ local function user_sessions(base, uid, now)
     end
   end
   return out
+end
+
+-- Every live session in a user's index (for a login enforcing the limit,
+-- which the limit itself keeps small).
+local function user_sessions(base, uid, now)
+  return live_of(base, uid, redis.call('ZRANGE', base .. 'u:' .. uid, 0, -1), now)
+end
+
+-- One chunk of a user's index, for operations that page through it so that
+-- no script runs long however many sessions a user has: the live sessions
+-- among the entries ZSCAN gives from `cursor`, and the next cursor ('0' at
+-- the end).
+local function user_chunk(base, uid, cursor, now)
+  local r = redis.call('ZSCAN', base .. 'u:' .. uid, cursor, 'COUNT', 200)
+  local ids = {}
+  for i = 1, #r[2], 2 do ids[#ids + 1] = r[2][i] end
+  return live_of(base, uid, ids, now), r[1]
 end
 
 -- A delta from ARGV, starting at i: clear, idle, label (`=label` or empty),

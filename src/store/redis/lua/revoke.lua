@@ -1,15 +1,29 @@
 -- Revokes sessions in a user's index: only those, so an id of another
--- user's session does nothing.
+-- user's session does nothing. Revoking all (but one) works in chunks of
+-- 100, so no call runs long however many sessions the user has; the caller
+-- repeats it while entries remain.
 -- KEYS[1] user index. ARGV[3] user id, [4] now, [5] 'one'|'all'|'except', [6] id.
--- Reply: the ids revoked.
-local mode, target = ARGV[5], ARGV[6]
+-- Reply: {ids revoked, entries left to look at}
+local uid, now, mode, target = ARGV[3], tonumber(ARGV[4]), ARGV[5], ARGV[6]
+local u = KEYS[1]
 local out = {}
-for _, s in ipairs(user_sessions(BASE, ARGV[3], tonumber(ARGV[4]))) do
-  local hit = mode == 'all' or (mode == 'one' and s.id == target)
-      or (mode == 'except' and s.id ~= target)
-  if hit then
+if mode == 'one' then
+  if redis.call('ZSCORE', u, target) then
+    for _, s in ipairs(live_of(BASE, uid, {target}, now)) do
+      kill(s, 'revoked')
+      out[#out + 1] = s.id
+    end
+  end
+  return {out, 0}
+end
+local kept = 0
+for _, s in ipairs(live_of(BASE, uid, redis.call('ZRANGE', u, 0, 99), now)) do
+  if mode == 'except' and s.id == target then
+    kept = 1
+  else
     kill(s, 'revoked')
     out[#out + 1] = s.id
   end
 end
-return out
+if mode == 'except' and kept == 0 and redis.call('ZSCORE', u, target) then kept = 1 end
+return {out, redis.call('ZCARD', u) - kept}

@@ -1,8 +1,9 @@
--- Replaces the user object in every live session of the user.
--- KEYS[1] user index. ARGV[3] user id, [4] now, [5] user json.
--- Reply: how many sessions were updated.
-local list = user_sessions(BASE, ARGV[3], tonumber(ARGV[4]))
+-- Replaces the user object in one chunk of the user's live sessions, and
+-- marks them to get a new token on their next use (a privilege change).
+-- KEYS[1] user index. ARGV[3] user id, [4] now, [5] user json, [6] cursor.
+-- Reply: {next cursor ('0': done), how many sessions were updated}
+local list, cursor = user_chunk(BASE, ARGV[3], ARGV[6], tonumber(ARGV[4]))
 for _, s in ipairs(list) do
-  redis.call('HSET', skey(s), 'user', ARGV[5])
+  redis.call('HSET', skey(s), 'user', ARGV[5], 'renew', '1')
 end
-return #list
+return {cursor, #list}
