@@ -69,10 +69,7 @@ fn requests(c: &mut Criterion) {
         .build()
         .unwrap();
     let memory = rt.block_on(async {
-        demo::app(
-            sessionkit::MemoryStore::new(),
-            demo::Regeneration::default(),
-        )
+        demo::app(sessionkit::MemoryStore::new(), None).expect("the demo's layer builds")
     });
     bench_app(c, "memory", memory, &rt);
 
@@ -81,7 +78,7 @@ fn requests(c: &mut Criterion) {
         let store = rt
             .block_on(sessionkit::RedisStore::connect(&url))
             .expect("REDIS_URL reachable");
-        let redis = rt.block_on(async { demo::app(store, demo::Regeneration::default()) });
+        let redis = rt.block_on(async { demo::app(store, None).expect("the demo's layer builds") });
         bench_app(c, "redis", redis, &rt);
     }
 }

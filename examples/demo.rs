@@ -25,7 +25,9 @@ use axum::routing::{delete, get, post};
 use axum::{Form, Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use sessionkit::{LiveSession, Session, SessionId, SessionLayer, SessionStore, SessionUser};
+use sessionkit::{
+    LiveSession, Regeneration, Session, SessionId, SessionLayer, SessionStore, SessionUser,
+};
 
 /// The demo's user: the name typed at login is the id.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -39,51 +41,66 @@ impl SessionUser for DemoUser {
     }
 }
 
-/// Regeneration settings from `SESSION_SFR_SECS`, `SESSION_OJS_SECS` and
-/// `SESSION_CIJS_SECS`.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Regeneration {
-    pub sfr: Option<Duration>,
-    pub ojs: Option<Duration>,
-    pub cijs: Option<Duration>,
-}
-
-impl Regeneration {
-    pub fn from_env() -> Self {
-        let secs = |name: &str| {
-            std::env::var(name)
-                .ok()
-                .and_then(|v| v.parse::<u64>().ok())
-                .map(Duration::from_secs)
-        };
-        Regeneration {
-            sfr: secs("SESSION_SFR_SECS"),
-            ojs: secs("SESSION_OJS_SECS"),
-            cijs: secs("SESSION_CIJS_SECS"),
+/// The regeneration policy from `SESSION_SFR_SECS` (SFR), `SESSION_OJS_SECS`
+/// (OJS) and `SESSION_CIJS_SECS` (CIJS), whole seconds; none without
+/// `SESSION_SFR_SECS`. A value that is not a number, or a policy the layer
+/// would refuse, is an error naming the variable.
+pub fn regeneration_from_env() -> Result<Option<Regeneration>, String> {
+    fn secs(name: &str) -> Result<Option<Duration>, String> {
+        match std::env::var(name) {
+            Err(_) => Ok(None),
+            Ok(v) => v
+                .trim()
+                .parse::<u64>()
+                .map(|s| Some(Duration::from_secs(s)))
+                .map_err(|_| format!("{name}={v:?}: expected a whole number of seconds")),
         }
     }
+    let (sfr, ojs, cijs) = (
+        secs("SESSION_SFR_SECS")?,
+        secs("SESSION_OJS_SECS")?,
+        secs("SESSION_CIJS_SECS")?,
+    );
+    let Some(sfr) = sfr else {
+        if ojs.is_some() || cijs.is_some() {
+            return Err("SESSION_OJS_SECS and SESSION_CIJS_SECS need SESSION_SFR_SECS".into());
+        }
+        return Ok(None);
+    };
+    let mut policy = Regeneration::every(sfr);
+    if let Some(ojs) = ojs {
+        policy = policy.grace(ojs);
+    }
+    if let Some(cijs) = cijs {
+        policy = policy.resend_for(cijs);
+    }
+    // The layer's own check, with its message.
+    layer(sessionkit::MemoryStore::new(), Some(policy)).map_err(|e| e.to_string())?;
+    Ok(Some(policy))
+}
+
+/// The demo's session layer.
+fn layer(
+    store: impl SessionStore,
+    regeneration: Option<Regeneration>,
+) -> Result<SessionLayer, sessionkit::ConfigError> {
+    let mut builder = SessionLayer::builder(store)
+        // The demo serves plain HTTP on loopback; a real deployment keeps
+        // the default `Secure` cookie (named `__Host-sessionkit`).
+        .secure(false)
+        .connection_heartbeat(Duration::from_secs(5));
+    if let Some(policy) = regeneration {
+        builder = builder.regeneration(policy);
+    }
+    builder.try_build()
 }
 
 /// The demo app on `store`.
-pub fn app(store: impl SessionStore, regeneration: Regeneration) -> Router {
-    let mut builder = SessionLayer::builder(store)
-        // The demo serves plain HTTP on loopback; a real deployment keeps
-        // the default `Secure` cookie.
-        .secure(false)
-        // Browsers use the cookie; the header is there for API clients that
-        // send one, without announcing tokens to page scripts.
-        .announce(true, false)
-        .connection_heartbeat(Duration::from_secs(5));
-    if let Some(sfr) = regeneration.sfr {
-        builder = builder.sfr(sfr);
-        if let Some(ojs) = regeneration.ojs {
-            builder = builder.ojs(ojs);
-        }
-        if let Some(cijs) = regeneration.cijs {
-            builder = builder.cijs(cijs);
-        }
-    }
-    Router::new()
+pub fn app(
+    store: impl SessionStore,
+    regeneration: Option<Regeneration>,
+) -> Result<Router, sessionkit::ConfigError> {
+    Ok(Router::new()
         .route("/", get(page))
         .route("/login", post(login))
         .route("/logout", post(logout))
@@ -95,7 +112,7 @@ pub fn app(store: impl SessionStore, regeneration: Regeneration) -> Router {
         .route("/api/logout-others", post(logout_others))
         .route("/api/connections", get(connections))
         .route("/ws", get(ws))
-        .layer(builder.build())
+        .layer(layer(store, regeneration)?))
 }
 
 fn unix_ms(t: SystemTime) -> u64 {
@@ -167,7 +184,9 @@ async fn login(session: Session, headers: HeaderMap, req: Request) -> Response {
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("unknown device");
-    session.set_label(agent.chars().take(80).collect::<String>());
+    if let Err(err) = session.set_label(agent.chars().take(80).collect::<String>()) {
+        return err.into_response();
+    }
     if is_json {
         Json(json!({ "user": user.name })).into_response()
     } else {
@@ -385,12 +404,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .ok()
         .and_then(|p| p.parse().ok())
         .unwrap_or(3000);
-    let regeneration = Regeneration::from_env();
+    let regeneration = match regeneration_from_env() {
+        Ok(policy) => policy,
+        Err(message) => {
+            eprintln!("demo: {message}");
+            std::process::exit(2);
+        }
+    };
     let app = match std::env::var("REDIS_URL") {
         Ok(url) => redis_app(&url, regeneration).await?,
         Err(_) => {
             tracing::info!("in-memory store (set REDIS_URL to share sessions between processes)");
-            app(sessionkit::MemoryStore::new(), regeneration)
+            app(sessionkit::MemoryStore::new(), regeneration)?
         }
     };
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
@@ -402,16 +427,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 #[cfg(feature = "redis")]
 async fn redis_app(
     url: &str,
-    regeneration: Regeneration,
+    regeneration: Option<Regeneration>,
 ) -> Result<Router, Box<dyn std::error::Error>> {
     tracing::info!("Redis store at {url}");
     Ok(app(
         sessionkit::RedisStore::connect(url).await?,
         regeneration,
-    ))
+    )?)
 }
 
 #[cfg(not(feature = "redis"))]
-async fn redis_app(_: &str, _: Regeneration) -> Result<Router, Box<dyn std::error::Error>> {
+async fn redis_app(_: &str, _: Option<Regeneration>) -> Result<Router, Box<dyn std::error::Error>> {
     Err("REDIS_URL is set but the demo was built without the `redis` feature".into())
 }

@@ -187,13 +187,18 @@ impl Config {
         if self.cookie.is_none() && self.header.is_none() {
             return err("both the cookie and the header transport are off: no token could travel");
         }
-        (self.announce_cookie, self.announce_header) =
-            p.announce.unwrap_or((self.cookie.is_some(), self.cookie.is_none()));
+        (self.announce_cookie, self.announce_header) = p
+            .announce
+            .unwrap_or((self.cookie.is_some(), self.cookie.is_none()));
         if self.announce_cookie && self.cookie.is_none() {
-            return err("new sessions are announced in the cookie, but the cookie transport is off");
+            return err(
+                "new sessions are announced in the cookie, but the cookie transport is off",
+            );
         }
         if self.announce_header && self.header.is_none() {
-            return err("new sessions are announced in the header, but the header transport is off");
+            return err(
+                "new sessions are announced in the header, but the header transport is off",
+            );
         }
         if !self.announce_cookie && !self.announce_header {
             return err("new sessions must be announced on at least one transport, or their token would never reach the client");

@@ -11,7 +11,11 @@
 //! - refreshes the session's idle deadline on every heartbeat (the absolute
 //!   deadline still applies);
 //! - learns the replacement when the session's token is rotated, for the
-//!   application to hand to its client;
+//!   application to hand to its client: at once when the rotation happens
+//!   on this node, at its next heartbeat otherwise; a connection that
+//!   cannot follow (the replacement was already adopted elsewhere) ends
+//!   with [`EndReason::TokenLost`] rather than keep a token that is about
+//!   to stop working;
 //! - resolves [`LiveSession::ended`] the moment the session is revoked,
 //!   logged out or destroyed on any node sharing the store (the store's
 //!   [`subscribe`](crate::SessionStore::subscribe) feed), or found expired
@@ -49,95 +53,21 @@
 //! }
 //! ```
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::Arc;
 
-use tokio::sync::{broadcast, watch, Notify};
+use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
 use crate::clock::{ms, Millis};
 use crate::error::Error;
+use crate::hub::{Hub, Watcher};
 use crate::session::Session;
 use crate::shared::Shared;
-use crate::store::{Connection, EndReason, Fetch, SessionEnded};
+use crate::store::{Connection, EndReason, Fetch};
 use crate::token::{unseal, SessionId, Token};
 
 /// A lease lasts this many heartbeats, so one late heartbeat is harmless.
 const LEASE_HEARTBEATS: u32 = 3;
-
-/// Routes the store's session-ended feed to this node's live connections.
-/// One per layer, started with its first connection.
-#[derive(Default)]
-pub(crate) struct Hub {
-    watchers: Mutex<HashMap<SessionId, HashMap<String, Watcher>>>,
-}
-
-#[derive(Clone)]
-struct Watcher {
-    ended: watch::Sender<Option<EndReason>>,
-    /// Asks the connection to check its session now (after a lagged feed).
-    recheck: Arc<Notify>,
-}
-
-impl Hub {
-    pub(crate) fn start(shared: &Shared) -> Arc<Hub> {
-        let hub = Arc::new(Hub::default());
-        tokio::spawn(route_events(shared.store.subscribe(), Arc::downgrade(&hub)));
-        hub
-    }
-
-    fn watchers(&self) -> std::sync::MutexGuard<'_, HashMap<SessionId, HashMap<String, Watcher>>> {
-        self.watchers
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    fn add(&self, id: &SessionId, connection: &str, watcher: Watcher) {
-        self.watchers()
-            .entry(id.clone())
-            .or_default()
-            .insert(connection.to_owned(), watcher);
-    }
-
-    fn remove(&self, id: &SessionId, connection: &str) {
-        let mut watchers = self.watchers();
-        if let Some(conns) = watchers.get_mut(id) {
-            conns.remove(connection);
-            if conns.is_empty() {
-                watchers.remove(id);
-            }
-        }
-    }
-}
-
-async fn route_events(mut feed: broadcast::Receiver<SessionEnded>, hub: Weak<Hub>) {
-    loop {
-        let event = feed.recv().await;
-        let Some(hub) = hub.upgrade() else { return };
-        match event {
-            Ok(SessionEnded { id, reason }) => {
-                let conns = hub.watchers().get(&id).cloned().unwrap_or_default();
-                for watcher in conns.values() {
-                    watcher.ended.send_replace(Some(reason));
-                }
-            }
-            Err(broadcast::error::RecvError::Lagged(missed)) => {
-                // Some events were lost: any session may have ended, so every
-                // connection checks its own now instead of at its next beat.
-                tracing::warn!(missed, "session-ended feed lagged; rechecking connections");
-                let all: Vec<Watcher> = hub
-                    .watchers()
-                    .values()
-                    .flat_map(|c| c.values().cloned())
-                    .collect();
-                for watcher in all {
-                    watcher.recheck.notify_one();
-                }
-            }
-            Err(broadcast::error::RecvError::Closed) => return,
-        }
-    }
-}
 
 /// A long connection's hold on its session. See the [module docs](self).
 ///
@@ -171,6 +101,7 @@ impl Session {
             opened_at: now,
         };
         let (ended_tx, ended) = watch::channel(None);
+        let (token_tx, token) = watch::channel(token);
         let recheck = Arc::new(Notify::new());
         // Watch before registering, so an end between the two is not missed.
         hub.add(
@@ -178,6 +109,7 @@ impl Session {
             &connection.id,
             Watcher {
                 ended: ended_tx.clone(),
+                token: token_tx.clone(),
                 recheck: recheck.clone(),
             },
         );
@@ -196,7 +128,6 @@ impl Session {
                 return Err(err);
             }
         }
-        let (token_tx, token) = watch::channel(token);
         let heartbeat = tokio::spawn(beat(
             shared.clone(),
             connection.clone(),
@@ -255,10 +186,17 @@ async fn beat(
                 return;
             }
             Ok(Some(fetched)) => {
-                if let (Some(old), Some(sealed)) = (&known, &fetched.replacement) {
-                    if let Some(new) = unseal(old, sealed) {
-                        token.send_replace(Some(new));
-                    }
+                let Some(old) = &known else { continue };
+                if let Some(new) = fetched.replacement.and_then(|sealed| unseal(old, &sealed)) {
+                    token.send_replace(Some(new));
+                } else if !fetched.known_is_current {
+                    // Rotated elsewhere and the replacement already adopted
+                    // (or the store was out of reach past the grace window):
+                    // the known token is about to die, and this connection
+                    // cannot learn its successor. Say so instead of keeping it.
+                    tracing::debug!(session = %connection.session, "connection lost track of its session's token");
+                    ended.send_replace(Some(EndReason::TokenLost));
+                    return;
                 }
             }
             // The store is unreachable: keep the connection and try again at

@@ -57,6 +57,7 @@ mod config;
 pub mod conformance;
 pub mod connection;
 mod error;
+mod hub;
 pub mod layer;
 mod manager;
 mod regeneration;
@@ -73,8 +74,8 @@ pub use connection::LiveSession;
 pub use cookie::SameSite;
 pub use error::Error;
 pub use layer::{SessionLayer, SessionLayerBuilder};
-pub use regeneration::Regeneration;
 pub use manager::SessionManager;
+pub use regeneration::Regeneration;
 pub use session::Session;
 pub use store::{MemoryStore, SessionStore};
 #[cfg(feature = "redis")]

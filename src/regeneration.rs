@@ -161,7 +161,10 @@ mod tests {
     #[test]
     fn a_grace_not_shorter_than_the_interval_is_refused() {
         assert!(Regeneration::every(MIN).grace(MIN).validate().is_err());
-        assert!(Regeneration::every(MIN).grace(Duration::ZERO).validate().is_err());
+        assert!(Regeneration::every(MIN)
+            .grace(Duration::ZERO)
+            .validate()
+            .is_err());
         assert!(Regeneration::every(Duration::ZERO).validate().is_err());
         assert!(Regeneration::every(MIN)
             .resend_for(Duration::ZERO)

@@ -5,8 +5,8 @@ use std::sync::{Arc, OnceLock};
 
 use crate::clock::Millis;
 use crate::config::Config;
-use crate::connection::Hub;
 use crate::error::Error;
+use crate::hub::Hub;
 use crate::store::{SessionStore, StoreError};
 
 /// The store and configuration behind one layer.

@@ -77,7 +77,7 @@ async fn spawn_demo(redis_url: &str) -> Demo {
 }
 
 async fn start(store: impl SessionStore) -> Demo {
-    let app = demo::app(store, demo::Regeneration::default());
+    let app = demo::app(store, None).expect("the demo's layer builds");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let task = tokio::spawn(async move {

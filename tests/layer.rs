@@ -12,6 +12,7 @@ use axum::extract::State;
 use axum::routing;
 use axum::Router;
 use http::{Request, StatusCode};
+use sessionkit::Regeneration;
 use sessionkit::{
     ManualClock, MemoryStore, SameSite, Session, SessionLayer, SessionLayerBuilder, SessionStore,
 };
@@ -66,15 +67,15 @@ fn routes() -> Router {
         .route(
             "/destroy",
             routing::post(|s: Session| async move {
-                s.destroy().await?;
+                s.logout().await?;
                 Ok::<_, sessionkit::Error>("destroyed")
             }),
         )
         .route(
             "/remember",
             routing::post(|s: Session| async move {
-                s.set_idle_timeout(Duration::from_secs(2 * 3600));
-                "remembered"
+                s.set_idle_timeout(Duration::from_secs(2 * 3600))?;
+                Ok::<_, sessionkit::Error>("remembered")
             }),
         )
         .route(
@@ -124,7 +125,7 @@ async fn first_write_creates_a_session_with_safe_cookie_attributes() {
     let h = harness();
     let res = send(&h.app, post("/count", None)).await;
     assert_eq!(res.body, "1");
-    let cookie = res.set_cookie("id").expect("Set-Cookie");
+    let cookie = res.set_cookie(COOKIE).expect("Set-Cookie");
     assert_eq!(cookie.http_only(), Some(true));
     assert_eq!(cookie.secure(), Some(true));
     assert_eq!(cookie.same_site(), Some(SameSite::Lax));
@@ -137,8 +138,9 @@ async fn first_write_creates_a_session_with_safe_cookie_attributes() {
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
     assert_eq!(res.header("cache-control").as_deref(), Some("no-store"));
-    // No token came in, so the new session is announced on both transports.
-    assert_eq!(res.header("x-session-id").as_deref(), Some(cookie.value()));
+    // No token came in: by default the new session is announced in the
+    // HttpOnly cookie only, never in a header page scripts can read.
+    assert_eq!(res.header("x-session-id"), None);
 
     let token = cookie.value();
     let res = send(&h.app, post("/count", Some(token))).await;
@@ -168,7 +170,7 @@ async fn header_transport_answers_on_the_header() {
     assert_eq!(res.body, "1");
     let new = res.header("x-session-id").expect("token in the header");
     assert_ne!(new, unknown);
-    assert!(res.set_cookie("id").is_none());
+    assert!(res.set_cookie(COOKIE).is_none());
 }
 
 #[tokio::test]
@@ -183,7 +185,7 @@ async fn transports_can_be_switched_off() {
 
     let h = harness_with(|b| b.cookie(false).header_name("authorization-token"));
     let res = send(&h.app, post("/count", None)).await;
-    assert!(res.set_cookie("id").is_none());
+    assert!(res.set_cookie(COOKIE).is_none());
     let token = res.header("authorization-token").unwrap();
     let req = Request::get("/read")
         .header("authorization-token", &token)
@@ -198,7 +200,7 @@ async fn untouched_anonymous_requests_leave_no_trace() {
     let h = harness();
     let res = send(&h.app, get("/read", None)).await;
     assert_eq!(res.body, "0");
-    assert!(res.set_cookie("id").is_none());
+    assert!(res.set_cookie(COOKIE).is_none());
     assert!(res.header("x-session-id").is_none());
     assert_eq!(h.store.inner.len(), 0);
     assert_eq!(h.store.calls(), (0, 0), "no token: nothing to load");
@@ -212,7 +214,7 @@ async fn routes_without_the_extractor_cost_no_store_call() {
     let res = send(&h.app, get("/plain", Some(&token))).await;
     assert_eq!(res.body, "plain");
     assert_eq!(h.store.calls(), before);
-    assert!(res.set_cookie("id").is_none());
+    assert!(res.set_cookie(COOKIE).is_none());
 }
 
 #[tokio::test]
@@ -261,7 +263,7 @@ async fn malformed_tokens_are_ignored_without_a_store_call() {
         );
     }
     // Non-UTF-8 bytes in both transports.
-    let raw = http::HeaderValue::from_bytes(b"id=\xff\xfe\xfd").unwrap();
+    let raw = http::HeaderValue::from_bytes(b"__Host-sessionkit=\xff\xfe\xfd").unwrap();
     cases.push(
         Request::get("/read")
             .header("cookie", raw.clone())
@@ -276,14 +278,14 @@ async fn malformed_tokens_are_ignored_without_a_store_call() {
     let other = "AAAA".to_owned() + &"C".repeat(43);
     cases.push(
         Request::get("/read")
-            .header("cookie", format!("id={token}; id={other}"))
+            .header("cookie", format!("{COOKIE}={token}; {COOKIE}={other}"))
             .body(Body::empty())
             .unwrap(),
     );
     cases.push(
         Request::get("/read")
-            .header("cookie", format!("id={other}"))
-            .header("cookie", format!("id={token}"))
+            .header("cookie", format!("{COOKIE}={other}"))
+            .header("cookie", format!("{COOKIE}={token}"))
             .body(Body::empty())
             .unwrap(),
     );
@@ -310,7 +312,7 @@ async fn unknown_tokens_are_never_adopted() {
     let h = harness();
     let planted = "AbCd".to_owned() + &"z".repeat(43);
     let res = send(&h.app, get("/read", Some(&planted))).await;
-    assert!(res.set_cookie("id").is_none(), "no write, no new token");
+    assert!(res.set_cookie(COOKIE).is_none(), "no write, no new token");
     assert_eq!(h.store.inner.len(), 0);
 
     let res = send(&h.app, post("/count", Some(&planted))).await;
@@ -403,9 +405,9 @@ async fn concurrent_writes_to_different_keys_both_survive() {
         .route(
             "/all",
             routing::get(|s: Session| async move {
-                let mut keys = s.keys();
+                let mut keys = s.keys()?;
                 keys.sort();
-                keys.join(",")
+                Ok::<_, sessionkit::Error>(keys.join(","))
             }),
         )
         .with_state(barrier)
@@ -468,7 +470,7 @@ async fn a_write_never_resurrects_a_logged_out_session() {
         // Its change is dropped, and it says nothing about the token: the
         // client may hold a new one by now (from the login), which an
         // expiring cookie arriving later would delete.
-        assert!(res.set_cookie("id").is_none(), "{ender}: no Set-Cookie");
+        assert!(res.set_cookie(COOKIE).is_none(), "{ender}: no Set-Cookie");
         assert_eq!(send(&app, get("/read", Some(&token))).await.body, "0");
         match ended.cookie() {
             Some(new) => {
@@ -487,7 +489,10 @@ async fn a_5xx_from_the_handler_does_not_lose_the_session() {
     let token = h.new_session().await;
     let res = send(&h.app, post("/fail", Some(&token))).await;
     assert_eq!(res.status, StatusCode::INTERNAL_SERVER_ERROR);
-    assert!(res.set_cookie("id").is_none(), "the cookie is not cleared");
+    assert!(
+        res.set_cookie(COOKIE).is_none(),
+        "the cookie is not cleared"
+    );
     assert_eq!(send(&h.app, get("/read", Some(&token))).await.body, "1");
 }
 
@@ -566,7 +571,7 @@ async fn regenerate_and_destroy() {
     assert_eq!(send(&h.app, get("/read", Some(&new))).await.body, "1");
 
     let res = send(&h.app, post("/destroy", Some(&new))).await;
-    assert_eq!(res.set_cookie("id").unwrap().value(), "");
+    assert_eq!(res.set_cookie(COOKIE).unwrap().value(), "");
     assert_eq!(send(&h.app, get("/read", Some(&new))).await.body, "0");
     assert_eq!(h.store.inner.len(), 0);
 }
@@ -626,7 +631,10 @@ async fn nonsense_configuration_is_refused() {
     assert!(b().cookie_name("bad name;").try_build().is_err());
     assert!(b().cookie(false).header(false).try_build().is_err());
     assert!(b().idle_timeout(Duration::ZERO).try_build().is_err());
-    assert!(b().sfr(Duration::ZERO).try_build().is_err());
+    assert!(b()
+        .regeneration(Regeneration::every(Duration::ZERO))
+        .try_build()
+        .is_err());
     assert!(b().idle_timeout(Duration::MAX).try_build().is_err());
     assert!(b().connection_heartbeat(Duration::MAX).try_build().is_err());
     assert!(b()
@@ -634,16 +642,23 @@ async fn nonsense_configuration_is_refused() {
         .try_build()
         .is_ok());
     let err = b()
-        .sfr(Duration::from_secs(60))
-        .ojs(Duration::from_secs(60))
+        .regeneration(Regeneration::every(Duration::from_secs(60)).grace(Duration::from_secs(60)))
         .try_build()
         .unwrap_err();
-    assert!(err.to_string().contains("ojs"), "{err}");
+    assert!(err.to_string().contains("OJS"), "{err}");
+    // Announcing on a transport that is off would create sessions whose
+    // token is never delivered.
+    assert!(b().header(false).announce(true, true).try_build().is_err());
+    assert!(b().cookie(false).announce(true, false).try_build().is_err());
+    assert!(b().announce(false, false).try_build().is_err());
     assert!(
-        b().ojs(Duration::from_secs(1)).try_build().is_err(),
-        "ojs without sfr"
+        b().cookie(false).try_build().is_ok(),
+        "header-only announces on the header"
     );
-    assert!(b().sfr(Duration::from_secs(60)).try_build().is_ok());
+    assert!(b()
+        .regeneration(Regeneration::every(Duration::from_secs(60)))
+        .try_build()
+        .is_ok());
     assert!(b().cookie_name("__Host-x").try_build().is_ok());
 }
 

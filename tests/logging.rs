@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use axum::routing;
 use axum::Router;
+use sessionkit::Regeneration;
 use sessionkit::{ManualClock, MemoryStore, Session, SessionLayer};
 use support::*;
 
@@ -68,8 +69,9 @@ async fn tokens_never_appear_in_logs_and_stale_tokens_are_warned_about() {
         .layer(
             SessionLayer::builder(MemoryStore::with_clock(clock.clone()))
                 .clock(clock.clone())
-                .sfr(Duration::from_secs(60))
-                .ojs(Duration::from_secs(10))
+                .regeneration(
+                    Regeneration::every(Duration::from_secs(60)).grace(Duration::from_secs(10)),
+                )
                 .build(),
         );
 

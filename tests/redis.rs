@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use futures_util::StreamExt;
 use http::StatusCode;
+use sessionkit::Regeneration;
 use sessionkit::{RedisStore, SessionLayer, SessionLayerBuilder};
 use support::redis::*;
 use support::*;
@@ -126,7 +127,7 @@ async fn keys_hold_no_token_and_every_key_expires() {
     let url = server.url();
     let prefix = random_prefix();
     let app = layered(store(&url, &prefix).await, |b| {
-        b.sfr(Duration::from_secs(60))
+        b.regeneration(Regeneration::every(Duration::from_secs(60)))
     });
     let mut tokens = Vec::new();
     for _ in 0..5 {
@@ -179,10 +180,11 @@ async fn once_sessions_expire_nothing_is_left() {
     let prefix = random_prefix();
     let before = dbsize(&url).await;
     let app = layered(store(&url, &prefix).await, |b| {
-        b.idle_timeout(Duration::from_millis(900))
-            .sfr(Duration::from_millis(300))
-            .ojs(Duration::from_millis(200))
-            .cijs(Duration::from_millis(200))
+        b.idle_timeout(Duration::from_millis(900)).regeneration(
+            Regeneration::every(Duration::from_millis(300))
+                .grace(Duration::from_millis(200))
+                .resend_for(Duration::from_millis(200)),
+        )
     });
     let mut tokens = Vec::new();
     for _ in 0..10 {

@@ -11,6 +11,7 @@ use axum::body::Body;
 use axum::routing;
 use axum::Router;
 use http::{Request, StatusCode};
+use sessionkit::Regeneration;
 use sessionkit::{ManualClock, Session, SessionLayer, SessionStore, StaleTokenPolicy};
 use support::stores::{on_every_store, Backend, TestStore};
 use support::*;
@@ -23,6 +24,9 @@ on_every_store! {
     a_due_token_is_replaced_and_the_session_stays_the_same,
     rotation_keeps_the_user,
     inside_the_grace_window_old_and_new_tokens_share_one_session,
+    a_client_holding_the_replacement_keeps_its_session_however_long_it_pauses,
+    an_unanswered_rotation_keeps_the_session_until_its_idle_timeout,
+    a_user_changed_elsewhere_gets_a_new_token_on_its_next_request,
     after_the_grace_window_the_old_token_is_dead,
     cijs_counts_from_the_last_time_the_replacement_was_sent,
     a_lapsed_replacement_is_replaced_by_a_fresh_one_and_never_works_again,
@@ -47,9 +51,7 @@ async fn harness(backend: Backend, policy: StaleTokenPolicy) -> Harness {
     let store = Counting::new(stored.store.clone());
     let layer = SessionLayer::builder(store.clone())
         .clock(clock.clone())
-        .sfr(SFR)
-        .ojs(OJS)
-        .cijs(CIJS)
+        .regeneration(Regeneration::every(SFR).grace(OJS).resend_for(CIJS))
         .on_stale_token(policy)
         .build();
     let app = Router::new()
@@ -73,21 +75,22 @@ async fn harness(backend: Backend, policy: StaleTokenPolicy) -> Harness {
         .route(
             "/state",
             routing::get(|s: Session| async move {
-                let mut keys = s.keys();
+                let mut keys = s.keys()?;
                 keys.sort();
                 let n: u64 = s.get("n").ok().flatten().unwrap_or(0);
                 let ttg = s
                     .ttg()
                     .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
                     .map(|d| d.as_millis() as u64);
-                serde_json::json!({
+                let state = serde_json::json!({
                     "id": s.id().map(|i| i.to_string()),
                     "n": n,
                     "keys": keys,
                     "user": s.user_id(),
                     "ttg": ttg,
                 })
-                .to_string()
+                .to_string();
+                Ok::<_, sessionkit::Error>(state)
             }),
         )
         .route(
@@ -211,14 +214,15 @@ async fn inside_the_grace_window_old_and_new_tokens_share_one_session(backend: B
         Some(t2.as_str()),
         "replacement re-sent"
     );
-    // ...and the other way round.
+    // ...and the other way round. Presenting t2 adopts it: old-token
+    // requests still in flight are served, with nothing to hand out (the
+    // client holds t2, and the store no longer keeps it sealed).
     send(&h.app, post("/set/new", Some(&t2))).await;
     h.clock.advance(Duration::from_secs(30));
     let (via_old, resent) = h.state(&t1).await;
     assert_eq!(
-        resent.as_deref(),
-        Some(t2.as_str()),
-        "every old-token response re-sends it"
+        resent, None,
+        "no token for an old-token request once t2 is adopted"
     );
     let (via_new, _) = h.state(&t2).await;
     assert_eq!(via_old["keys"], via_new["keys"]);
@@ -274,24 +278,72 @@ async fn a_lapsed_replacement_is_replaced_by_a_fresh_one_and_never_works_again(b
     assert_eq!(h.stored.tokens().await, 2, "t1 (in grace) and t3 only");
 }
 
-#[tokio::test]
-async fn nothing_is_left_behind_after_ojs_and_cijs() {
-    let h = harness(Backend::Memory, StaleTokenPolicy::Ignore).await;
+async fn a_client_holding_the_replacement_keeps_its_session_however_long_it_pauses(
+    backend: Backend,
+) {
+    let h = harness(backend, StaleTokenPolicy::Ignore).await;
     let t1 = h.session().await;
     h.clock.advance(SFR);
-    assert!(h.state(&t1).await.1.is_some());
-    // The replacement is never presented and the old token never comes back.
-    h.clock.advance(OJS.max(CIJS) + Duration::from_secs(1));
-    // Memory only: on Redis the keys linger until their real TTL (see
-    // `once_sessions_expire_nothing_is_left` in tests/redis.rs).
-    let memory = h.stored.memory();
-    memory.purge_expired();
+    // The rotating request's response reaches the client, which then makes
+    // no request for far longer than CIJS and OJS (but less than the idle
+    // timeout and SFR).
+    let t2 = h.state(&t1).await.1.expect("the replacement");
+    h.clock.advance(SFR - Duration::from_secs(1));
+    let (state, resent) = h.state(&t2).await;
+    assert_eq!(state["n"], 1, "the session survived the pause");
+    assert_eq!(resent, None, "t2 is simply current");
+    // And it is an ordinary token from then on: due in its turn.
+    h.clock.advance(Duration::from_secs(1));
+    let (state, t3) = h.state(&t2).await;
+    assert_eq!(state["n"], 1);
+    assert!(t3.is_some_and(|t3| t3 != t2));
+}
+
+async fn an_unanswered_rotation_keeps_the_session_until_its_idle_timeout(backend: Backend) {
+    let h = harness(backend, StaleTokenPolicy::Ignore).await;
+    let t1 = h.session().await;
+    h.clock.advance(SFR);
+    let t2 = h.state(&t1).await.1.expect("the replacement");
+    // Neither token is used again: the session lives as long as its idle
+    // timeout allows, not OJS or CIJS.
+    h.clock
+        .advance(Duration::from_secs(30 * 60) - Duration::from_secs(1));
+    assert_eq!(h.stored.sessions().await, 1);
+    h.clock.advance(Duration::from_secs(1));
     assert_eq!(
-        h.stored.sessions().await,
-        0,
-        "the unreachable session is gone"
+        h.state(&t2).await.0["id"],
+        serde_json::Value::Null,
+        "idled out"
     );
-    assert_eq!(memory.footprint(), (0, 0, 0));
+    if backend == Backend::Memory {
+        // On Redis the keys linger until their real TTL (see
+        // `once_sessions_expire_nothing_is_left` in tests/redis.rs).
+        let memory = h.stored.memory();
+        memory.purge_expired();
+        assert_eq!(h.stored.sessions().await, 0, "the session is gone");
+        assert_eq!(memory.footprint(), (0, 0, 0));
+    }
+}
+
+async fn a_user_changed_elsewhere_gets_a_new_token_on_its_next_request(backend: Backend) {
+    let h = harness(backend, StaleTokenPolicy::Ignore).await;
+    let t1 = h.session().await;
+    let res = send(&h.app, post("/login", Some(&t1))).await;
+    let t2 = res.cookie().expect("login token");
+    // Not due for regeneration...
+    h.clock.advance(Duration::from_secs(1));
+    assert_eq!(h.state(&t2).await.1, None);
+    // ...until the user is changed through the manager: a privilege change.
+    let manager = sessionkit::SessionManager::new(h.stored.store.clone());
+    let mut promoted = user(1, "ada");
+    promoted.role = "admin".into();
+    assert_eq!(manager.sync_user(&promoted).await.unwrap(), 1);
+    let (state, t3) = h.state(&t2).await;
+    let t3 = t3.expect("a new token after the user changed");
+    assert_ne!(t3, t2);
+    assert_eq!(state["user"], "1");
+    // Once, not on every request.
+    assert_eq!(h.state(&t3).await.1, None);
 }
 
 async fn privilege_changes_never_use_the_grace_window(backend: Backend) {

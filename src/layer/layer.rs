@@ -9,8 +9,8 @@ use tower_layer::Layer;
 use super::service::SessionService;
 use crate::clock::Clock;
 use crate::config::{Config, ConfigError, Pending, StaleTokenPolicy};
-use crate::regeneration::Regeneration;
 use crate::manager::SessionManager;
+use crate::regeneration::Regeneration;
 use crate::shared::Shared;
 use crate::store::SessionStore;
 

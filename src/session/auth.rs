@@ -119,7 +119,9 @@ impl Session {
             shared
                 .call(
                     "destroy",
-                    shared.store.destroy(&id, EndReason::LoggedOut, shared.now()),
+                    shared
+                        .store
+                        .destroy(&id, EndReason::LoggedOut, shared.now()),
                 )
                 .await?;
         }
@@ -174,6 +176,9 @@ impl Session {
                 self.state().changes.restore(changes);
                 return Err(err);
             }
+        }
+        if let Some(hub) = shared.hub.get() {
+            hub.rotated(&id, &token);
         }
         let mut st = self.state();
         if let Some(record) = &mut st.record {

@@ -5,7 +5,9 @@ use crate::clock::{ms, Millis};
 use crate::config::StaleTokenPolicy;
 use crate::error::Error;
 use crate::regeneration::Regeneration;
-use crate::store::{EndReason, LoadOptions, Lookup, Rotated, Rotation, SessionRecord, StoreError, TokenState};
+use crate::store::{
+    EndReason, LoadOptions, Lookup, Rotated, Rotation, SessionRecord, StoreError, TokenState,
+};
 use crate::token::{seal, unseal, Token};
 
 /// What a rotation gave the request.
@@ -132,6 +134,9 @@ impl Session {
             // The client holds a newer token than this request carries.
             TokenState::Superseded => (None, false),
         };
+        if let (true, Some(new), Some(hub)) = (send, &client_token, shared.hub.get()) {
+            hub.rotated(&record.id, new);
+        }
         let mut st = self.state();
         *st = State {
             data: record.data.clone(),
@@ -181,6 +186,5 @@ impl Session {
 
 /// Opens a replacement the store kept sealed under `old`.
 fn open(old: &Token, sealed: &str) -> Result<Token, Error> {
-    unseal(old, sealed)
-        .ok_or_else(|| Error::Store(StoreError::corrupt("unreadable sealed token")))
+    unseal(old, sealed).ok_or_else(|| Error::Store(StoreError::corrupt("unreadable sealed token")))
 }

@@ -695,23 +695,31 @@ impl SessionStore for MemoryStore {
             let mut ended = Vec::new();
             let revoked = {
                 let mut shard = self.inner.user_shard(user_id);
-                let listed = shard.users.get(user_id).is_some_and(|set| set.contains(one));
+                let listed = shard
+                    .users
+                    .get(user_id)
+                    .is_some_and(|set| set.contains(one));
                 listed
                     && shard.live(one, now, &mut ended).is_some()
                     && shard.end(one, EndReason::Revoked, &mut ended)
             };
             self.inner.end(ended);
-            return Ok(if revoked { vec![one.clone()] } else { Vec::new() });
+            return Ok(if revoked {
+                vec![one.clone()]
+            } else {
+                Vec::new()
+            });
         }
         let mut revoked = Vec::new();
-        self.inner.each_user_chunk(user_id, now, |shard, ids, ended| {
-            for id in ids {
-                let keep = matches!(scope, Revoke::AllExcept(keep) if keep == &id);
-                if !keep && shard.end(&id, EndReason::Revoked, ended) {
-                    revoked.push(id);
+        self.inner
+            .each_user_chunk(user_id, now, |shard, ids, ended| {
+                for id in ids {
+                    let keep = matches!(scope, Revoke::AllExcept(keep) if keep == &id);
+                    if !keep && shard.end(&id, EndReason::Revoked, ended) {
+                        revoked.push(id);
+                    }
                 }
-            }
-        });
+            });
         Ok(revoked)
     }
 

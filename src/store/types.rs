@@ -347,6 +347,12 @@ pub enum EndReason {
     Replaced,
     /// A token was reused after its grace window (a likely copy).
     StaleToken,
+    /// Given only to a [`LiveSession`](crate::LiveSession), never by a
+    /// store: the connection could not follow a rotation of its session's
+    /// token (made on another node and already adopted there), so the token
+    /// it knows is about to stop working. The session itself lives on; the
+    /// client reconnects with the token it holds.
+    TokenLost,
 }
 
 /// An event on the [`SessionStore::subscribe`](super::SessionStore::subscribe) feed.

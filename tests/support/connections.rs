@@ -14,6 +14,7 @@ use axum::response::Response;
 use axum::routing;
 use axum::Router;
 use futures_util::{SinkExt, StreamExt};
+use sessionkit::Regeneration;
 use sessionkit::{LiveSession, Session, SessionLayer, SessionLayerBuilder, SessionStore};
 use tokio_tungstenite::tungstenite;
 
@@ -162,7 +163,7 @@ pub async fn open_ws(server: &Server, token: &str) -> Socket {
     ))
     .unwrap();
     req.headers_mut()
-        .insert("cookie", format!("id={token}").parse().unwrap());
+        .insert("cookie", format!("sessionkit={token}").parse().unwrap());
     let (socket, res) = tokio_tungstenite::connect_async(req).await.unwrap();
     assert_eq!(res.status(), 101);
     socket
@@ -223,7 +224,7 @@ impl Http {
             .client
             .request(method.parse().unwrap(), server.url(path));
         if let Some(t) = token {
-            req = req.header("cookie", format!("id={t}"));
+            req = req.header("cookie", format!("sessionkit={t}"));
         }
         let res = req.send().await.unwrap();
         let cookie = res
@@ -231,7 +232,7 @@ impl Http {
             .get_all("set-cookie")
             .iter()
             .filter_map(|v| cookie::Cookie::parse(v.to_str().ok()?.to_owned()).ok())
-            .find(|c| c.name() == "id")
+            .find(|c| c.name() == "sessionkit")
             .map(|c| c.value().to_owned())
             .filter(|v| !v.is_empty());
         (res.text().await.unwrap(), cookie)
@@ -363,9 +364,9 @@ pub async fn an_open_socket_keeps_the_session_alive(store: impl SessionStore + C
 /// working and learns the new token.
 pub async fn rotation_while_connected(store: impl SessionStore + Clone) {
     let server = serve_on(store, |b| {
-        fast(b)
-            .sfr(Duration::from_millis(600))
-            .ojs(Duration::from_millis(300))
+        fast(b).regeneration(
+            Regeneration::every(Duration::from_millis(600)).grace(Duration::from_millis(300)),
+        )
     })
     .await;
     let http = Http::new();

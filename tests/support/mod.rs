@@ -24,6 +24,9 @@ use sessionkit::{SessionId, SessionUser};
 use tokio::sync::broadcast;
 use tower::ServiceExt;
 
+/// The session cookie's name with the default settings (`Secure`, `Path=/`).
+pub const COOKIE: &str = "__Host-sessionkit";
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct User {
     pub id: u64,
@@ -53,9 +56,9 @@ pub struct Reply {
 }
 
 impl Reply {
-    /// The value of the `id` cookie set by the response, if any.
+    /// The value of the session cookie set by the response, if any.
     pub fn cookie(&self) -> Option<String> {
-        self.set_cookie("id")
+        self.set_cookie(COOKIE)
             .map(|c| c.value().to_owned())
             .filter(|v| !v.is_empty())
     }
@@ -104,7 +107,7 @@ pub fn post(uri: &str, token: Option<&str>) -> Request<Body> {
 pub fn request(method: &str, uri: &str, token: Option<&str>) -> Request<Body> {
     let mut b = Request::builder().method(method).uri(uri);
     if let Some(t) = token {
-        b = b.header("cookie", format!("id={t}"));
+        b = b.header("cookie", format!("{COOKIE}={t}"));
     }
     b.body(Body::empty()).unwrap()
 }

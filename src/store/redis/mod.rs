@@ -346,6 +346,7 @@ fn reason_name(reason: EndReason) -> &'static str {
         EndReason::Expired => "expired",
         EndReason::Replaced => "replaced",
         EndReason::StaleToken => "stale_token",
+        EndReason::TokenLost => "token_lost",
     }
 }
 
@@ -370,7 +371,11 @@ impl SessionStore for RedisStore {
         let mut inv = self.call(&scripts::LOAD, &key, &base);
         inv.arg(&token.hash)
             .arg(opts.now)
-            .arg(opts.refresh_after.map(|r| r.to_string()).unwrap_or_default())
+            .arg(
+                opts.refresh_after
+                    .map(|r| r.to_string())
+                    .unwrap_or_default(),
+            )
             .arg(opts.cijs);
         let reply: Value = self.run(&inv).await?;
         let items = items(&reply)?;
@@ -478,7 +483,9 @@ impl SessionStore for RedisStore {
                 // Data carries over from an anonymous session or one of the
                 // same user, never from another user's.
                 let same_user = |r: &super::SessionRecord| {
-                    r.user.as_ref().is_none_or(|u| new.user.as_ref().is_some_and(|n| n.id == u.id))
+                    r.user
+                        .as_ref()
+                        .is_none_or(|u| new.user.as_ref().is_some_and(|n| n.id == u.id))
                 };
                 let data = record.filter(same_user).map(|r| r.data);
                 (None, data.into_iter().flatten().collect(), ends_after)
