@@ -413,6 +413,6 @@ async fn header_clients_get_the_replacement_in_the_header(backend: Backend) {
         .header("x-session-id")
         .expect("replacement in the header");
     assert_ne!(t2, t1);
-    assert!(res.set_cookie("id").is_none());
+    assert!(res.set_cookie(COOKIE).is_none());
     assert_eq!(res.header("cache-control").as_deref(), Some("no-store"));
 }

@@ -22,7 +22,9 @@ on_every_store! {
     the_oldest_session_goes_beyond_the_limit,
     sync_user_reaches_every_device_and_leaves_data_alone,
     a_revoked_session_is_dead_on_every_server_sharing_the_store,
-    expiry_empties_the_index;
+    expiry_empties_the_index,
+    logging_in_as_another_user_carries_nothing_over,
+    a_user_keeps_at_most_a_hundred_sessions_by_default;
     parallel: logins_racing_log_out_everywhere_leave_only_listed_sessions_alive,
 }
 
@@ -33,8 +35,15 @@ fn app(layer: SessionLayer) -> Router {
             routing::post(|Path(id): Path<u64>, s: Session| async move {
                 s.insert("cart", vec!["book"])?;
                 s.login(&user(id, &format!("user{id}"))).await?;
-                s.set_label(format!("device of {id}"));
+                s.set_label(format!("device of {id}"))?;
                 Ok::<_, sessionkit::Error>(s.id().map(|i| i.to_string()).unwrap_or_default())
+            }),
+        )
+        .route(
+            "/mfa",
+            routing::post(|s: Session| async move {
+                s.insert("mfa_ok", true)?;
+                Ok::<_, sessionkit::Error>("ok")
             }),
         )
         .route(
@@ -42,11 +51,13 @@ fn app(layer: SessionLayer) -> Router {
             routing::get(|s: Session| async move {
                 let u: Option<User> = s.user()?;
                 let cart: Option<Vec<String>> = s.get("cart")?;
+                let mfa: Option<bool> = s.get("mfa_ok")?;
                 Ok::<_, sessionkit::Error>(
                     serde_json::json!({
                         "id": s.id().map(|i| i.to_string()),
                         "user": u,
                         "cart": cart,
+                        "mfa_ok": mfa,
                     })
                     .to_string(),
                 )
@@ -176,7 +187,11 @@ async fn log_out_everywhere_and_everywhere_else(backend: Backend) {
     let (_, _) = h.login(1).await;
     let res = send(&h.app, post("/everywhere", Some(&a))).await;
     assert_eq!(res.body, "2");
-    assert_eq!(res.set_cookie("id").unwrap().value(), "", "cookie expired");
+    assert_eq!(
+        res.set_cookie(COOKIE).unwrap().value(),
+        "",
+        "cookie expired"
+    );
     assert_eq!(h.me(&a).await["user"], serde_json::Value::Null);
     assert!(h.manager.list("1").await.unwrap().is_empty());
 }
@@ -369,4 +384,47 @@ async fn logins_racing_log_out_everywhere_leave_only_listed_sessions_alive(backe
     let after = h.manager.list("1").await.unwrap();
     assert_eq!(after.len(), listed.len() + 1);
     assert!(after.iter().any(|info| info.id.to_string() == id));
+}
+
+async fn logging_in_as_another_user_carries_nothing_over(backend: Backend) {
+    let h = harness(backend, None).await;
+    let (t1, _) = h.login(1).await;
+    send(&h.app, post("/mfa", Some(&t1))).await;
+    // The same user logging in again keeps the session's data.
+    let res = send(&h.app, post("/login/1", Some(&t1))).await;
+    let t1 = res.cookie().unwrap();
+    let me = send(&h.app, get("/me", Some(&t1))).await.json();
+    assert_eq!(me["mfa_ok"], true, "same user: data carried over");
+    // Another user on the same browser starts from empty data. (The login
+    // route's cart is user 1's already, so the request changed nothing.)
+    let res = send(&h.app, post("/login/2", Some(&t1))).await;
+    let t2 = res.cookie().unwrap();
+    let me = send(&h.app, get("/me", Some(&t2))).await.json();
+    assert_eq!(me["user"]["id"], 2);
+    assert_eq!(
+        me["mfa_ok"],
+        serde_json::Value::Null,
+        "user 1's flag leaked into user 2's session"
+    );
+    assert_eq!(me["cart"], serde_json::Value::Null);
+    // User 1's session ended with the login.
+    assert_eq!(
+        send(&h.app, get("/me", Some(&t1))).await.json()["id"],
+        serde_json::Value::Null
+    );
+}
+
+async fn a_user_keeps_at_most_a_hundred_sessions_by_default(backend: Backend) {
+    let h = harness(backend, None).await;
+    let (first, _) = h.login(9).await;
+    for _ in 0..100 {
+        h.clock.advance(Duration::from_millis(1));
+        h.login(9).await;
+    }
+    assert_eq!(h.manager.list("9").await.unwrap().len(), 100);
+    assert_eq!(
+        send(&h.app, get("/me", Some(&first))).await.json()["id"],
+        serde_json::Value::Null,
+        "the oldest session was revoked"
+    );
 }

@@ -307,7 +307,7 @@ impl Session {
     }
 
     /// The logged-in user, as given to [`login`](Self::login) (or
-    /// [`SessionManager::sync_user`] since).
+    /// [`SessionManager::sync_user`](crate::SessionManager::sync_user) since).
     pub fn user<U: DeserializeOwned>(&self) -> Result<Option<U>, Error> {
         self.ensure_loaded()?;
         let st = self.state();

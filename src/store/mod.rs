@@ -41,23 +41,27 @@ pub type Result<T> = std::result::Result<T, StoreError>;
 /// reader never sees half of it, and two calls never interleave inside it.
 /// Methods take the current time from the caller.
 ///
-/// A session is *live* until its idle deadline (`last_seen + idle_timeout`),
-/// its absolute deadline, or the moment it becomes unreachable (its only
-/// tokens are an unadopted replacement that lapsed and an old token whose
-/// grace ended). A store must treat a session that is not live exactly like a
-/// missing one, and must eventually free everything it held.
+/// A session is *live* until its idle deadline (`last_seen + idle_timeout`)
+/// or its absolute deadline. A store must treat a session that is not live
+/// exactly like a missing one, and must eventually free everything it held.
+///
+/// What a presented token means (current, in its grace window, stale) is
+/// decided by the rules in [`tokens`]; a store written in Rust keeps a
+/// [`tokens::TokenSlots`] per session and persists what it decides.
 #[async_trait]
 pub trait SessionStore: Send + Sync + 'static {
     /// Resolves a token to its session, in one round trip.
     ///
-    /// On success the session's idle deadline slides to `opts.now` if the
-    /// last refresh is at least `opts.refresh_after` old. Presenting the
-    /// current token marks it adopted (it no longer lapses). Presenting an old
-    /// token still inside its grace window returns the current replacement
-    /// sealed under the old token, and extends the replacement's CIJS
-    /// deadline to `now + opts.cijs` since it is about to be sent again; if
-    /// that replacement lapsed, [`TokenState::Grace`] carries `None` and the
-    /// caller mints a fresh one with [`SessionStore::rotate`].
+    /// On success the session's idle deadline slides to `opts.now` if
+    /// `opts.refresh_after` is set and the last refresh is at least that old
+    /// (see [`SessionRecord::refresh_due`]); with `None` the load is silent.
+    /// Presenting the current token marks it adopted. Presenting an old token
+    /// inside its grace window yields [`TokenState::Replaced`] (the unadopted
+    /// replacement, sealed under the old token, handed out again: it is
+    /// resent until `now + opts.cijs`), [`TokenState::Superseded`] (the
+    /// replacement was adopted) or [`TokenState::Lapsed`] (it was not
+    /// presented within CIJS of its last hand-out: the caller mints a fresh
+    /// one with [`SessionStore::rotate`]).
     async fn load(&self, token: &TokenDigest, opts: &LoadOptions) -> Result<Lookup>;
 
     /// Creates a session whose first token is `new.token`.
@@ -73,8 +77,10 @@ pub trait SessionStore: Send + Sync + 'static {
     /// becomes current and the old token keeps working until
     /// `now + ojs` ([`Rotated::Installed`]). If another request already
     /// rotated it, the replacement that request installed is returned sealed
-    /// ([`Rotated::Existing`]), unless that replacement lapsed unadopted, in
-    /// which case it is discarded for good and `rotation.new` is installed.
+    /// ([`Rotated::Existing`]); if the client already presented it, there
+    /// is nothing to hand out ([`Rotated::Superseded`]); if it was not
+    /// presented within CIJS of its last hand-out, it is discarded for good
+    /// and `rotation.new` is installed.
     async fn rotate(&self, rotation: &Rotation) -> Result<Rotated>;
 
     /// Replaces every token of a session by `new`, with no grace window, and
@@ -119,7 +125,8 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Reads a session by id for a live connection: refreshes the session's
     /// idle deadline and the connection's lease, and returns the fresh record
     /// and the state of the token `known` (if given) so the connection can
-    /// follow rotations. `None` if the session is gone.
+    /// follow rotations. `None` if the session is gone. A fetch never adopts
+    /// a replacement: only a client presenting it does.
     async fn fetch(&self, fetch: &Fetch) -> Result<Option<Fetched>>;
 
     /// Removes a connection from the registry.

@@ -104,7 +104,8 @@ impl TokenSlots {
 
     /// Every digest that points at the session.
     pub fn hashes(&self) -> impl Iterator<Item = &str> {
-        std::iter::once(self.current.as_str()).chain(self.previous.as_ref().map(|p| p.hash.as_str()))
+        std::iter::once(self.current.as_str())
+            .chain(self.previous.as_ref().map(|p| p.hash.as_str()))
     }
 
     /// Deletes the sealed replacement once its grace window is over. Stores
@@ -184,7 +185,7 @@ impl TokenSlots {
         } else if in_grace && now >= self.resend_until {
             // The replacement was lost: it dies, and the candidate replaces
             // it under the same grace window.
-            dead.push(std::mem::replace(&mut self.current, String::new()));
+            dead.push(std::mem::take(&mut self.current));
             if let Some(prev) = &mut self.previous {
                 prev.sealed = Some(r.sealed.clone());
             }
@@ -360,7 +361,10 @@ mod tests {
         let mut slots = rotated(0);
         assert_eq!(slots.rotate(&rotation("z", "c", 1)).outcome, Rotated::Gone);
         // The old token past its grace cannot rotate either.
-        assert_eq!(slots.rotate(&rotation("a", "c", OJS)).outcome, Rotated::Gone);
+        assert_eq!(
+            slots.rotate(&rotation("a", "c", OJS)).outcome,
+            Rotated::Gone
+        );
     }
 
     #[test]
