@@ -82,3 +82,9 @@ pub use store::{MemoryStore, SessionStore};
 pub use store::{RedisStore, RedisStoreBuilder};
 pub use token::SessionId;
 pub use user::SessionUser;
+
+/// Every Rust snippet of the README, compiled and run as a doc test so the
+/// README cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -152,3 +152,95 @@ fn append_cookie(headers: &mut HeaderMap, cookie: &Cookie<'_>) {
 fn no_store(headers: &mut HeaderMap) {
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::token::Tag;
+
+    const NAME: &str = "__Host-sessionkit";
+
+    fn cookies(values: &[&[u8]]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for value in values {
+            let value = HeaderValue::from_bytes(value).expect("a header value");
+            headers.append(COOKIE, value);
+        }
+        headers
+    }
+
+    fn token() -> Token {
+        Token::generate(&Tag::random())
+    }
+
+    #[test]
+    fn the_session_cookie_is_found_among_others() {
+        let t = token();
+        let headers = cookies(&[format!("a=1; {NAME}={}; b=2", t.as_str()).as_bytes()]);
+        assert_eq!(read_cookie(&headers, NAME), Some(t));
+    }
+
+    #[test]
+    fn a_sibling_cookie_that_is_not_ascii_does_not_hide_the_session() {
+        let t = token();
+        let utf8 = format!("theme=café; {NAME}={}", t.as_str());
+        assert_eq!(
+            read_cookie(&cookies(&[utf8.as_bytes()]), NAME),
+            Some(t.clone())
+        );
+        // Not even UTF-8 (Latin-1 "é").
+        let mut latin1 = b"theme=caf\xe9; ".to_vec();
+        latin1.extend_from_slice(format!("{NAME}={}", t.as_str()).as_bytes());
+        assert_eq!(read_cookie(&cookies(&[&latin1]), NAME), Some(t));
+    }
+
+    #[test]
+    fn a_session_cookie_that_is_not_ascii_is_no_token() {
+        let value = format!("{NAME}=caf\u{e9}{}", "A".repeat(40));
+        assert_eq!(read_cookie(&cookies(&[value.as_bytes()]), NAME), None);
+    }
+
+    #[test]
+    fn a_session_cookie_sent_twice_is_no_token() {
+        let (t, u) = (token(), token());
+        let same_header = format!("{NAME}={}; {NAME}={}", t.as_str(), u.as_str());
+        assert_eq!(read_cookie(&cookies(&[same_header.as_bytes()]), NAME), None);
+        // Even with the same value twice: one of them was planted.
+        let repeated = format!("{NAME}={}; {NAME}={}", t.as_str(), t.as_str());
+        assert_eq!(read_cookie(&cookies(&[repeated.as_bytes()]), NAME), None);
+        // And across the headers HTTP/2 splits cookies over.
+        let a = format!("{NAME}={}", t.as_str());
+        let b = format!("{NAME}={}", u.as_str());
+        assert_eq!(
+            read_cookie(&cookies(&[a.as_bytes(), b.as_bytes()]), NAME),
+            None
+        );
+    }
+
+    #[test]
+    fn cookies_split_over_several_headers_are_all_read() {
+        let t = token();
+        let session = format!("{NAME}={}", t.as_str());
+        let headers = cookies(&[b"a=1", session.as_bytes()]);
+        assert_eq!(read_cookie(&headers, NAME), Some(t));
+    }
+
+    #[test]
+    fn a_cookie_of_a_similar_name_is_not_the_session_cookie() {
+        let t = token();
+        let value = format!("sessionkit={}; {NAME}x={}", t.as_str(), t.as_str());
+        assert_eq!(read_cookie(&cookies(&[value.as_bytes()]), NAME), None);
+    }
+
+    #[test]
+    fn a_malformed_value_is_no_token() {
+        for value in ["", "short", &"A".repeat(200), "AAAA BBBB"] {
+            let header = format!("{NAME}={value}");
+            if let Ok(v) = HeaderValue::from_str(&header) {
+                let mut headers = HeaderMap::new();
+                headers.insert(COOKIE, v);
+                assert_eq!(read_cookie(&headers, NAME), None, "{value:?}");
+            }
+        }
+    }
+}

@@ -18,12 +18,24 @@ on_every_store! {
     an_open_socket_keeps_its_session_alive_and_unregisters_on_close,
     the_connection_follows_token_rotation,
     the_absolute_timeout_ends_a_connected_session,
+    a_rotation_on_another_node_reaches_the_socket,
+    a_socket_that_cannot_follow_a_rotation_closes_with_token_lost,
 }
 
 /// Two clients of one fresh store.
 async fn two_nodes(backend: Backend) -> (Arc<dyn SessionStore>, Arc<dyn SessionStore>) {
     let store = TestStore::new(backend, &ManualClock::new()).await;
     (store.store.clone(), store.another_client().await)
+}
+
+async fn a_rotation_on_another_node_reaches_the_socket(backend: Backend) {
+    let (a, b) = two_nodes(backend).await;
+    rotation_on_another_node_reaches_the_connection(a, b).await;
+}
+
+async fn a_socket_that_cannot_follow_a_rotation_closes_with_token_lost(backend: Backend) {
+    let (a, b) = two_nodes(backend).await;
+    a_connection_that_cannot_follow_a_rotation_closes(a, b).await;
 }
 
 async fn one_node(backend: Backend) -> Arc<dyn SessionStore> {

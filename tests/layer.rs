@@ -151,6 +151,44 @@ async fn first_write_creates_a_session_with_safe_cookie_attributes() {
 }
 
 #[tokio::test]
+async fn a_sibling_cookie_that_is_not_ascii_does_not_hide_the_session() {
+    let h = harness();
+    let token = h.new_session().await;
+    for sibling in [&b"theme=caf\xc3\xa9"[..], b"theme=caf\xe9"] {
+        let mut value = sibling.to_vec();
+        value.extend_from_slice(format!("; {COOKIE}={token}").as_bytes());
+        let req = Request::get("/read")
+            .header("cookie", http::HeaderValue::from_bytes(&value).unwrap())
+            .body(Body::empty())
+            .unwrap();
+        assert_eq!(send(&h.app, req).await.body, "1", "{sibling:?}");
+    }
+}
+
+#[tokio::test]
+async fn the_default_cookie_name_is_distinctive_and_host_only_when_secure() {
+    async fn name(configure: impl FnOnce(SessionLayerBuilder) -> SessionLayerBuilder) -> String {
+        let h = harness_with(configure);
+        let res = send(&h.app, post("/count", None)).await;
+        let set = res
+            .header("set-cookie")
+            .expect("a new session sets a cookie");
+        let cookie = cookie::Cookie::parse(set).expect("a cookie");
+        cookie.name().to_owned()
+    }
+    // `__Host-`: the browser refuses it from a parent domain or another
+    // path, so no other app can plant a second cookie of the same name.
+    assert_eq!(name(|b| b).await, "__Host-sessionkit");
+    assert_eq!(
+        name(|b| b.domain("example.com")).await,
+        "__Secure-sessionkit"
+    );
+    assert_eq!(name(|b| b.path("/app")).await, "__Secure-sessionkit");
+    assert_eq!(name(|b| b.secure(false)).await, "sessionkit");
+    assert_eq!(name(|b| b.cookie_name("sid")).await, "sid");
+}
+
+#[tokio::test]
 async fn header_transport_answers_on_the_header() {
     let h = harness();
     let token = h.new_session().await;

@@ -11,6 +11,12 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use futures_util::StreamExt;
 use http::StatusCode;
+use sessionkit::clock::{Clock, SystemClock};
+use sessionkit::store::redis::MAX_COMMAND_TIMEOUT;
+use sessionkit::store::{
+    LoadOptions, Lookup, NewSession, Rotated, Rotation, SessionStore, TokenState,
+};
+use sessionkit::token::{seal, unseal, SessionId, Tag, Token};
 use sessionkit::Regeneration;
 use sessionkit::{RedisStore, SessionLayer, SessionLayerBuilder};
 use support::redis::*;
@@ -486,4 +492,145 @@ async fn a_connection_that_goes_silent_is_replaced_for_commands_and_events() {
             _ => assert!(Instant::now() < deadline, "the feed never came back"),
         }
     }
+}
+
+/// Every string the keys under `prefix` hold: values, hash fields and
+/// values, set members.
+async fn stored_strings(url: &str, prefix: &str) -> Vec<(String, String)> {
+    let mut con = connection(url).await;
+    let mut out = Vec::new();
+    for key in keys(url, &format!("{prefix}*")).await {
+        let kind: String = ::redis::cmd("TYPE")
+            .arg(&key)
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        let values: Vec<String> = match kind.as_str() {
+            "string" => vec![::redis::cmd("GET")
+                .arg(&key)
+                .query_async(&mut con)
+                .await
+                .unwrap()],
+            "hash" => ::redis::cmd("HGETALL")
+                .arg(&key)
+                .query_async(&mut con)
+                .await
+                .unwrap(),
+            "zset" => ::redis::cmd("ZRANGE")
+                .arg(&key)
+                .arg(0)
+                .arg(-1)
+                .query_async(&mut con)
+                .await
+                .unwrap(),
+            other => panic!("{key}: unexpected type {other}"),
+        };
+        out.extend(values.into_iter().map(|v| (key.clone(), v)));
+    }
+    out
+}
+
+/// Whether any stored string, or any run of token characters inside one,
+/// opens with `old` to `live`.
+fn unseals_to(stored: &[(String, String)], old: &Token, live: &Token) -> Option<String> {
+    stored.iter().find_map(|(key, value)| {
+        let runs = value.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+        std::iter::once(value.as_str())
+            .chain(runs)
+            .any(|candidate| unseal(old, candidate).as_ref() == Some(live))
+            .then(|| key.clone())
+    })
+}
+
+#[tokio::test]
+async fn a_copy_of_the_store_and_an_old_token_never_yield_a_live_token() {
+    let server = RedisServer::shared_or_start();
+    let url = server.url();
+    let prefix = random_prefix();
+    let store = store(&url, &prefix).await;
+    let now = SystemClock.now();
+    let tag = Tag::random();
+    let old = Token::generate(&tag);
+    let id = SessionId::generate(&tag);
+    store
+        .create(&NewSession {
+            id: id.clone(),
+            token: old.digest(),
+            now,
+            idle_timeout: 3_600_000,
+            absolute_deadline: None,
+            user: None,
+            label: None,
+            data: Vec::new(),
+        })
+        .await
+        .unwrap();
+    let new = Token::generate(&tag);
+    let ojs = 30_000;
+    let rotated = store
+        .rotate(&Rotation {
+            id: id.clone(),
+            old: old.digest(),
+            new: new.digest(),
+            sealed: seal(&old, &new),
+            now: now + 1,
+            ojs,
+            cijs: 10_000,
+        })
+        .await
+        .unwrap();
+    assert_eq!(rotated, Rotated::Installed);
+
+    // Until it is adopted, the replacement is kept sealed (so that parallel
+    // requests with the old token get it), for no longer than the grace.
+    let stored = stored_strings(&url, &prefix).await;
+    let holder = unseals_to(&stored, &old, &new).expect("the sealed replacement is stored");
+    let ttl = ttl_ms(&url, &holder).await;
+    assert!(
+        ttl > 0 && ttl <= i64::try_from(ojs).unwrap(),
+        "{holder} outlives the grace window: {ttl} ms"
+    );
+
+    // Once the client presented it, nothing opens to it any more.
+    let opts = LoadOptions {
+        now: now + 2,
+        refresh_after: Some(60_000),
+        cijs: 10_000,
+    };
+    let found = store.load(&new.digest(), &opts).await.unwrap();
+    assert!(matches!(
+        found,
+        Lookup::Found {
+            token: TokenState::Current,
+            ..
+        }
+    ));
+    let stored = stored_strings(&url, &prefix).await;
+    assert_eq!(
+        unseals_to(&stored, &old, &new),
+        None,
+        "after adoption, a dump and the old token still yield the live token"
+    );
+}
+
+#[tokio::test]
+async fn store_options_that_would_overflow_are_refused() {
+    let server = RedisServer::shared_or_start();
+    let url = server.url();
+    for timeout in [
+        Duration::MAX,
+        Duration::ZERO,
+        MAX_COMMAND_TIMEOUT + Duration::from_millis(1),
+    ] {
+        let built = RedisStore::builder()
+            .command_timeout(timeout)
+            .connect(&url)
+            .await;
+        assert!(built.is_err(), "command_timeout({timeout:?}) was accepted");
+    }
+    assert!(RedisStore::builder()
+        .command_timeout(MAX_COMMAND_TIMEOUT)
+        .connect(&url)
+        .await
+        .is_ok());
 }

@@ -189,11 +189,17 @@ pub async fn next_text(socket: &mut Socket) -> String {
 /// Waits (at most `within`) for the server to close the socket, returning
 /// the close code.
 pub async fn closed_with(socket: &mut Socket, within: Duration) -> Option<u16> {
+    close_frame(socket, within).await.map(|(code, _)| code)
+}
+
+/// Waits (at most `within`) for the server to close the socket, returning
+/// the close code and reason.
+pub async fn close_frame(socket: &mut Socket, within: Duration) -> Option<(u16, String)> {
     let deadline = tokio::time::Instant::now() + within;
     loop {
         match tokio::time::timeout_at(deadline, socket.next()).await {
             Ok(Some(Ok(tungstenite::Message::Close(frame)))) => {
-                return frame.map(|f| u16::from(f.code));
+                return frame.map(|f| (u16::from(f.code), f.reason.to_string()));
             }
             Ok(Some(Ok(_))) => continue,
             Ok(_) => return None,
@@ -382,6 +388,57 @@ pub async fn rotation_while_connected(store: impl SessionStore + Clone) {
     tokio::time::sleep(Duration::from_millis(350)).await;
     assert_eq!(http.call(&server, "GET", "/read", Some(&t1)).await.0, "0");
     assert_eq!(ask(&mut socket, "still").await, "n:1 msgs:3");
+}
+
+/// A rotation made by a request on another node reaches the open
+/// connection through the store, at its next heartbeat.
+pub async fn rotation_on_another_node_reaches_the_connection(
+    node_a: impl SessionStore,
+    node_b: impl SessionStore,
+) {
+    let policy =
+        || Regeneration::every(Duration::from_millis(300)).grace(Duration::from_millis(250));
+    let a = serve_on(node_a, |b| fast(b).regeneration(policy())).await;
+    let b = serve_on(node_b, |b| fast(b).regeneration(policy())).await;
+    let http = Http::new();
+    let t1 = http.call(&a, "POST", "/login", None).await.1.unwrap();
+    let mut socket = open_ws(&a, &t1).await;
+    assert_eq!(ask(&mut socket, "hi").await, "n:0 msgs:1");
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    let t2 = http.call(&b, "POST", "/count", Some(&t1)).await.1;
+    let t2 = t2.expect("rotated on node B");
+    let told = tokio::time::timeout(Duration::from_secs(1), next_text(&mut socket)).await;
+    assert_eq!(told.ok(), Some(format!("token:{t2}")));
+    assert_eq!(ask(&mut socket, "again").await, "n:1 msgs:2");
+}
+
+/// A connection that only looks after the old token's grace window ended
+/// (a heartbeat longer than OJS, or a store down that long) cannot learn
+/// the replacement: it closes, saying why, instead of holding a dead token.
+pub async fn a_connection_that_cannot_follow_a_rotation_closes(
+    node_a: impl SessionStore,
+    node_b: impl SessionStore,
+) {
+    let policy = || {
+        Regeneration::every(Duration::from_millis(300))
+            .grace(Duration::from_millis(200))
+            .resend_for(Duration::from_millis(100))
+    };
+    let slow = |b: SessionLayerBuilder| {
+        b.secure(false)
+            .connection_heartbeat(Duration::from_millis(1200))
+            .regeneration(policy())
+    };
+    let a = serve_on(node_a, slow).await;
+    let b = serve_on(node_b, slow).await;
+    let http = Http::new();
+    let t1 = http.call(&a, "POST", "/login", None).await.1.unwrap();
+    let mut socket = open_ws(&a, &t1).await;
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    let t2 = http.call(&b, "POST", "/count", Some(&t1)).await.1;
+    assert!(t2.is_some(), "rotated on node B");
+    let closed = close_frame(&mut socket, Duration::from_secs(3)).await;
+    assert_eq!(closed, Some((1008, "TokenLost".to_owned())));
 }
 
 /// A connection cannot be opened without a session, and the absolute

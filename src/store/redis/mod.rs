@@ -91,7 +91,7 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
 /// would only hide a dead server.
 pub const MAX_COMMAND_TIMEOUT: Duration = Duration::from_secs(60 * 60);
 /// How many user-index entries one call of a chunked operation handles.
-const CHUNK: usize = 100;
+const CHUNK: usize = 50;
 
 /// A [`SessionStore`] on Redis (feature `redis`) or Redis Cluster (feature
 /// `redis-cluster`). See the [module docs](self) for the key layout and the

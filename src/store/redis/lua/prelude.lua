@@ -215,9 +215,10 @@ end
 -- One chunk of a user's index, for operations that page through it so that
 -- no script runs long however many sessions a user has: the live sessions
 -- among the entries ZSCAN gives from `cursor`, and the next cursor ('0' at
--- the end).
+-- the end). Small chunks: each entry costs a read of its session, and a
+-- script blocks every other client of the server while it runs.
 local function user_chunk(base, uid, cursor, now)
-  local r = redis.call('ZSCAN', base .. 'u:' .. uid, cursor, 'COUNT', 200)
+  local r = redis.call('ZSCAN', base .. 'u:' .. uid, cursor, 'COUNT', 64)
   local ids = {}
   for i = 1, #r[2], 2 do ids[#ids + 1] = r[2][i] end
   return live_of(base, uid, ids, now), r[1]
