@@ -39,13 +39,15 @@
 //! - **User sessions.** [`SessionManager`] lists and revokes a user's
 //!   sessions ("log out everywhere"), limits them, and pushes user changes.
 //! - **Stores.** [`MemoryStore`] by default; `RedisStore` (feature `redis`,
-//!   Redis Cluster with `redis-cluster`) to share sessions between servers.
+//!   Redis Cluster with `redis-cluster`) to share sessions between servers;
+//!   `PostgresStore` (feature `postgres`) and `SqliteStore` (`sqlite`).
 //!   Every change spanning several keys is atomic in the store.
 //!
 //! # Features
 //!
 //! - `axum` (default): the [`Session`] extractor and `IntoResponse` for [`Error`].
 //! - `redis`, `redis-cluster`: `RedisStore`.
+//! - `postgres`: `PostgresStore`; `sqlite`: `SqliteStore`.
 //! - `conformance`: the store conformance suite, for store authors.
 
 #![warn(missing_docs)]
@@ -78,7 +80,11 @@ pub use manager::SessionManager;
 pub use regeneration::Regeneration;
 pub use session::Session;
 pub use store::{MemoryStore, SessionStore};
+#[cfg(feature = "postgres")]
+pub use store::PostgresStore;
 #[cfg(feature = "redis")]
 pub use store::{RedisStore, RedisStoreBuilder};
+#[cfg(feature = "sqlite")]
+pub use store::SqliteStore;
 pub use token::SessionId;
 pub use user::SessionUser;

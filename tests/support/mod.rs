@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod connections;
+pub mod postgres;
 pub mod redis;
 pub mod stores;
 
