@@ -93,7 +93,7 @@ pub async fn sqlite_store(url: &str) -> SqliteStore {
 }
 
 /// A fresh SQLite file URL in this process's directory.
-fn sqlite_url() -> String {
+pub fn sqlite_url() -> String {
     let dir = SQLITE_DIR.get_or_init(|| pg::process_temp_dir("sqlite"));
     format!(
         "sqlite://{}",

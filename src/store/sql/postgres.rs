@@ -21,6 +21,17 @@ use crate::clock::SystemClock;
 /// [`PostgresStore::with_channel`] names another.
 pub const DEFAULT_CHANNEL: &str = "sessionkit_ended";
 
+/// `$1` id, `$2` clear, `$3` keys to remove, `$4` keys to set (a JSON
+/// object of JSON texts), `$5` new idle timeout, `$6` new label, `$7` now:
+/// a save of a live session, in one statement. The delta applies in the
+/// order of [`Delta::apply_to`]: clear, remove, set.
+const SAVE: &str = "UPDATE sessionkit_sessions SET \
+     data = (((CASE WHEN $2 THEN '{}'::jsonb ELSE data::jsonb END) - $3::text[]) || $4::jsonb)::text, \
+     idle_timeout = COALESCE($5, idle_timeout), label = COALESCE($6, label), last_seen = $7, \
+     expires_at = LEAST($7 + COALESCE($5, idle_timeout), \
+     COALESCE(absolute_deadline, 9223372036854775807)), version = version + 1 \
+     WHERE id = $1 AND expires_at > $7";
+
 /// The embedded migrations: the schema under
 /// `src/store/sql/migrations/postgres`.
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("src/store/sql/migrations/postgres");
@@ -30,8 +41,9 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("src/store/sql/migrati
 /// Every process connected to the same database shares the sessions, and
 /// [`subscribe`](SessionStore::subscribe) delivers the ends of sessions made
 /// by any of them (`LISTEN`/`NOTIFY`). A load is one statement (two when it
-/// must write: adopting a token, sliding the idle deadline); saves,
-/// rotations and regenerations two; destroy and create one.
+/// must write: adopting a token, sliding the idle deadline); a save, a
+/// create and a destroy one; a rotation, a regeneration and a connection's
+/// fetch two.
 ///
 /// ```no_run
 /// use sessionkit::{PostgresStore, SessionLayer};
@@ -125,6 +137,10 @@ impl PostgresStore {
     pub async fn connect(url: &str) -> Result<PostgresStore> {
         let pool = PgPoolOptions::new()
             .acquire_timeout(Duration::from_secs(5))
+            // No ping before every call: it would be a round trip of its
+            // own, and a dead connection fails the call anyway (and is
+            // dropped from the pool).
+            .test_before_acquire(false)
             .connect(url)
             .await
             .map_err(sqlx_error)?;
@@ -132,20 +148,32 @@ impl PostgresStore {
     }
 
     /// A store on an existing pool, listening on [`DEFAULT_CHANNEL`].
+    ///
+    /// Give it a pool built with `test_before_acquire(false)`, as
+    /// [`connect`](Self::connect) does: sqlx otherwise pings the server
+    /// before every call, a round trip of its own.
     pub async fn new(pool: PgPool) -> Result<PostgresStore> {
         Self::with_channel(pool, DEFAULT_CHANNEL).await
     }
 
     /// A store on an existing pool, publishing and listening on the
     /// `NOTIFY` channel `channel`: stores share a feed when they share the
-    /// database and the channel.
+    /// database and the channel. The feed listens on a connection of its
+    /// own, opened with the pool's options, beside the pool.
     pub async fn with_channel(pool: PgPool, channel: &str) -> Result<PostgresStore> {
         let (events, _) = broadcast::channel(1024);
         // Listening starts before the store is handed out, so every end
         // published after this returns reaches its subscribers.
-        let mut listener = PgListener::connect_with(&pool)
+        // `PgListener` keeps the connection it listens on for good: it gets
+        // one of its own, with the pool's settings, outside the pool.
+        let feed = PgPoolOptions::new()
+            .max_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with((*pool.connect_options()).clone())
             .await
             .map_err(sqlx_error)?;
+        let mut listener = PgListener::connect_with(&feed).await.map_err(sqlx_error)?;
         listener.listen(channel).await.map_err(sqlx_error)?;
         let listener = tokio::spawn(forward(listener, events.clone()));
         Ok(PostgresStore {
@@ -256,7 +284,7 @@ async fn forward(mut listener: PgListener, events: broadcast::Sender<SessionEnde
 #[async_trait]
 impl Rows for PostgresStore {
     async fn by_token(&self, hash: &str) -> Result<Option<Row>> {
-        sqlx::query_as(&format!("SELECT {COLUMNS} FROM sessionkit_sessions {BY_TOKEN}"))
+        sqlx::query_as(&by_token_sql())
             .bind(hash)
             .fetch_optional(&self.inner.pool)
             .await
@@ -319,7 +347,33 @@ impl SessionStore for PostgresStore {
     }
 
     async fn save(&self, id: &SessionId, delta: &Delta, now: Millis) -> Result<bool> {
-        save(self, id, delta, now).await
+        // One statement: the delta is applied by the database, so a save
+        // needs no read first. It touches no token column: a sealed
+        // replacement whose time is over goes at the next load, rotation or
+        // fetch, which decide it with the token rules.
+        let mut set = serde_json::Map::new();
+        for (key, value) in &delta.set {
+            set.insert(key.clone(), serde_json::Value::String(value.clone()));
+        }
+        let set = serde_json::Value::Object(set).to_string();
+        let idle = delta.idle_timeout.map(db_time).transpose()?;
+        let done = sqlx::query(SAVE)
+            .bind(id.as_str())
+            .bind(delta.clear)
+            .bind(&delta.remove)
+            .bind(set)
+            .bind(idle)
+            .bind(delta.label.as_deref())
+            .bind(db_time(now)?)
+            .execute(&self.inner.pool)
+            .await
+            .map_err(sqlx_error)?;
+        if done.rows_affected() == 1 {
+            return Ok(true);
+        }
+        // Gone, or dead: a dead one is deleted on the way.
+        self.expire(id, now).await?;
+        Ok(false)
     }
 
     async fn rotate(&self, rotation: &Rotation) -> Result<Rotated> {

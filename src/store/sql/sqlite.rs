@@ -81,6 +81,7 @@ impl SqliteStore {
         let pool = if in_memory {
             SqlitePoolOptions::new()
                 .max_connections(1)
+                .test_before_acquire(false)
                 // The database goes with its last connection: keep it.
                 .idle_timeout(None)
                 .max_lifetime(None)
@@ -90,6 +91,9 @@ impl SqliteStore {
         } else {
             SqlitePoolOptions::new()
                 .max_connections(4)
+                // A ping before every call would cost a trip to the
+                // connection's worker thread for nothing.
+                .test_before_acquire(false)
                 .connect_with(
                     options
                         .journal_mode(SqliteJournalMode::Wal)
@@ -214,7 +218,7 @@ impl std::fmt::Debug for SqliteStore {
 #[async_trait]
 impl Rows for SqliteStore {
     async fn by_token(&self, hash: &str) -> Result<Option<Row>> {
-        sqlx::query_as(&format!("SELECT {COLUMNS} FROM sessionkit_sessions {BY_TOKEN}"))
+        sqlx::query_as(&by_token_sql())
             .bind(hash)
             .fetch_optional(&self.inner.pool)
             .await

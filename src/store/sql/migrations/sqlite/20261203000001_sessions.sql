@@ -30,7 +30,10 @@ CREATE TABLE sessionkit_sessions (
 );
 
 CREATE UNIQUE INDEX sessionkit_sessions_current_hash ON sessionkit_sessions (current_hash);
-CREATE UNIQUE INDEX sessionkit_sessions_previous_hash ON sessionkit_sessions (previous_hash);
+-- Partial: most sessions have no previous token, and an index full of NULLs
+-- would make planners think a lookup by it matches every row.
+CREATE UNIQUE INDEX sessionkit_sessions_previous_hash ON sessionkit_sessions (previous_hash)
+    WHERE previous_hash IS NOT NULL;
 -- A user's sessions, walked in id order in bounded chunks.
 CREATE INDEX sessionkit_sessions_user ON sessionkit_sessions (user_id, id)
     WHERE user_id IS NOT NULL;
