@@ -79,12 +79,23 @@ pub use layer::{SessionLayer, SessionLayerBuilder};
 pub use manager::SessionManager;
 pub use regeneration::Regeneration;
 pub use session::Session;
-pub use store::{MemoryStore, SessionStore};
 #[cfg(feature = "postgres")]
 pub use store::PostgresStore;
-#[cfg(feature = "redis")]
-pub use store::{RedisStore, RedisStoreBuilder};
 #[cfg(feature = "sqlite")]
 pub use store::SqliteStore;
+pub use store::{MemoryStore, SessionStore};
+#[cfg(feature = "redis")]
+pub use store::{RedisStore, RedisStoreBuilder};
 pub use token::SessionId;
 pub use user::SessionUser;
+
+// Every Rust snippet of the README compiles, and runs unless marked
+// `no_run` (`cargo test --doc --all-features`).
+#[cfg(all(
+    doctest,
+    feature = "redis-cluster",
+    feature = "postgres",
+    feature = "sqlite"
+))]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

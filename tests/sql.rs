@@ -90,7 +90,11 @@ async fn logged_store() -> Option<(PostgresStore, String, &'static Path)> {
 /// the first time on a connection costs one more round trip (Parse,
 /// Describe), which is why the counts start after a warm-up; pings before
 /// an acquire are off (`test_before_acquire(false)`).
-async fn statements<F: std::future::Future>(log: &Path, app: &str, action: F) -> (F::Output, Vec<String>) {
+async fn statements<F: std::future::Future>(
+    log: &Path,
+    app: &str,
+    action: F,
+) -> (F::Output, Vec<String>) {
     let from = std::fs::metadata(log).map(|m| m.len()).unwrap_or(0) as usize;
     let out = action.await;
     let text = std::fs::read(log).expect("read the server log");
@@ -113,7 +117,12 @@ struct Counted {
 
 impl Counted {
     /// Runs `action` and checks that it ran `expected` statements.
-    async fn expect<T>(&self, what: &str, expected: usize, action: impl std::future::Future<Output = T>) -> T {
+    async fn expect<T>(
+        &self,
+        what: &str,
+        expected: usize,
+        action: impl std::future::Future<Output = T>,
+    ) -> T {
         let (out, ran) = statements(self.log, &self.app, action).await;
         assert_eq!(ran.len(), expected, "{what}: statements run: {ran:#?}");
         out
@@ -153,7 +162,10 @@ async fn calls(c: &Counted, check: bool) {
     )
     .unwrap();
     match read {
-        Lookup::Found { record, token: TokenState::Current } => {
+        Lookup::Found {
+            record,
+            token: TokenState::Current,
+        } => {
             assert_eq!(record.data.get("a").map(String::as_str), Some("\"x\""));
             assert!(!record.data.contains_key("k"), "the save removed k");
         }
@@ -176,7 +188,10 @@ async fn calls(c: &Counted, check: bool) {
         ojs: 30_000,
         cijs: 10_000,
     };
-    assert_eq!(count!("rotate", 2, s.rotate(&rotation)).unwrap(), Rotated::Installed);
+    assert_eq!(
+        count!("rotate", 2, s.rotate(&rotation)).unwrap(),
+        Rotated::Installed
+    );
     let fetch = Fetch {
         id: id.clone(),
         known: Some(token.digest()),
@@ -198,7 +213,12 @@ async fn calls(c: &Counted, check: bool) {
     )
     .unwrap();
     assert!(matches!(silent, Lookup::Found { .. }));
-    assert!(count!("destroy", 1, s.destroy(&id, EndReason::LoggedOut, t + 3 * MINUTE + 4)).unwrap());
+    assert!(count!(
+        "destroy",
+        1,
+        s.destroy(&id, EndReason::LoggedOut, t + 3 * MINUTE + 4)
+    )
+    .unwrap());
 }
 
 #[tokio::test]
@@ -242,7 +262,10 @@ async fn on_postgres_ends_reach_every_store_on_the_database() {
     let t = now();
     let (new, _) = new_session(t, None);
     a.create(&new).await.unwrap();
-    assert!(b.destroy(&new.id, EndReason::LoggedOut, t + 1).await.unwrap());
+    assert!(b
+        .destroy(&new.id, EndReason::LoggedOut, t + 1)
+        .await
+        .unwrap());
     let event = tokio::time::timeout(Duration::from_secs(2), heard_by_a.recv())
         .await
         .expect("store A heard of the end within two seconds")
@@ -278,7 +301,12 @@ fn bulk_sessions_sql(series: &str) -> String {
 /// What a user with `MANY` sessions costs: the calls that touch one
 /// session stay fast (they go by primary key or token index), and the
 /// calls that walk the user's index do it in bounded chunks.
-async fn a_user_with_many_sessions(store: Arc<dyn SessionStore>, insert: impl std::future::Future<Output = ()>, user: &str, t: Millis) {
+async fn a_user_with_many_sessions(
+    store: Arc<dyn SessionStore>,
+    insert: impl std::future::Future<Output = ()>,
+    user: &str,
+    t: Millis,
+) {
     insert.await;
     // One ordinary session of the same user, with a real token.
     let (new, token) = new_session(t, Some(user));
@@ -287,30 +315,47 @@ async fn a_user_with_many_sessions(store: Arc<dyn SessionStore>, insert: impl st
     let listed = store.list_sessions(user, t + 1).await.unwrap();
     let list_took = started.elapsed();
     assert_eq!(listed.len() as i64, MANY + 1);
-    assert!(listed.windows(2).all(|w| w[0].created_at <= w[1].created_at));
+    assert!(listed
+        .windows(2)
+        .all(|w| w[0].created_at <= w[1].created_at));
 
     let started = Instant::now();
     for i in 0..100 {
-        let found = store.load(&token.digest(), &opts(t + 2 + i, None)).await.unwrap();
+        let found = store
+            .load(&token.digest(), &opts(t + 2 + i, None))
+            .await
+            .unwrap();
         assert!(matches!(found, Lookup::Found { .. }));
     }
     let loads_took = started.elapsed();
     let victim = listed[MANY as usize / 2].id.clone();
     let started = Instant::now();
-    let revoked = store.revoke(user, &Revoke::One(victim.clone()), t + 30).await.unwrap();
+    let revoked = store
+        .revoke(user, &Revoke::One(victim.clone()), t + 30)
+        .await
+        .unwrap();
     let revoke_one_took = started.elapsed();
     assert_eq!(revoked, vec![victim]);
 
     let started = Instant::now();
     let synced = store
-        .sync_user(&BoundUser { id: user.into(), json: "{\"v\":2}".into() }, t + 40)
+        .sync_user(
+            &BoundUser {
+                id: user.into(),
+                json: "{\"v\":2}".into(),
+            },
+            t + 40,
+        )
         .await
         .unwrap();
     let sync_took = started.elapsed();
     assert_eq!(synced as i64, MANY);
 
     let started = Instant::now();
-    let revoked = store.revoke(user, &Revoke::AllExcept(new.id.clone()), t + 50).await.unwrap();
+    let revoked = store
+        .revoke(user, &Revoke::AllExcept(new.id.clone()), t + 50)
+        .await
+        .unwrap();
     let revoke_all_took = started.elapsed();
     assert_eq!(revoked.len() as i64, MANY - 1);
     assert_eq!(store.list_sessions(user, t + 60).await.unwrap().len(), 1);
@@ -321,9 +366,18 @@ async fn a_user_with_many_sessions(store: Arc<dyn SessionStore>, insert: impl st
     // Generous bounds (a debug build on a loaded 2-core machine): what
     // they catch is a scan of the table per call (some 15 ms each at this
     // size), not a slow machine (an indexed load is well under 1 ms).
-    assert!(loads_took < Duration::from_millis(1500), "100 loads took {loads_took:?}");
-    assert!(revoke_one_took < Duration::from_millis(500), "revoke one took {revoke_one_took:?}");
-    assert!(list_took < Duration::from_secs(10), "listing took {list_took:?}");
+    assert!(
+        loads_took < Duration::from_millis(1500),
+        "100 loads took {loads_took:?}"
+    );
+    assert!(
+        revoke_one_took < Duration::from_millis(500),
+        "revoke one took {revoke_one_took:?}"
+    );
+    assert!(
+        list_took < Duration::from_secs(10),
+        "listing took {list_took:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -334,14 +388,19 @@ async fn on_postgres_a_user_with_100_000_sessions_stays_fast() {
     let t = now();
     let pool = store.pool().clone();
     let insert = async move {
-        sqlx::query(&bulk_sessions_sql(&format!("generate_series(1, {MANY}) AS n")))
-            .bind(Tag::for_user(user).as_str())
-            .bind(user)
-            .bind(t as i64)
+        sqlx::query(&bulk_sessions_sql(&format!(
+            "generate_series(1, {MANY}) AS n"
+        )))
+        .bind(Tag::for_user(user).as_str())
+        .bind(user)
+        .bind(t as i64)
+        .execute(&pool)
+        .await
+        .expect("insert the sessions");
+        sqlx::query("ANALYZE sessionkit_sessions")
             .execute(&pool)
             .await
-            .expect("insert the sessions");
-        sqlx::query("ANALYZE sessionkit_sessions").execute(&pool).await.unwrap();
+            .unwrap();
     };
     a_user_with_many_sessions(Arc::new(store), insert, user, t).await;
 }
@@ -478,7 +537,9 @@ async fn on_sqlite_two_pools_on_one_file_write_at_once_without_database_is_locke
         }));
     }
     for task in tasks {
-        task.await.unwrap().unwrap_or_else(|e| panic!("a concurrent call failed: {e}"));
+        task.await
+            .unwrap()
+            .unwrap_or_else(|e| panic!("a concurrent call failed: {e}"));
     }
     // Every save landed, and the limit held across both pools.
     match a.load(&token.digest(), &opts(t + 100, None)).await.unwrap() {

@@ -76,7 +76,11 @@ impl PgServer {
             )
         });
         let dir = fresh_temp_dir();
-        let owner = if is_root() { Some(postgres_ids()) } else { None };
+        let owner = if is_root() {
+            Some(postgres_ids())
+        } else {
+            None
+        };
         let data = dir.join("data");
         let log = dir.join("postgres.log");
         File::create(&log).expect("create the postgres log");
@@ -94,7 +98,16 @@ impl PgServer {
         initdb
             .arg("-D")
             .arg(&data)
-            .args(["-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C", "-N"])
+            .args([
+                "-U",
+                "postgres",
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "-N",
+            ])
             .current_dir(&dir)
             .stdin(Stdio::null())
             .stdout(out.try_clone().expect("clone a file handle"))
@@ -120,12 +133,18 @@ impl PgServer {
                 .args(["-p", &port.to_string(), "-h", "127.0.0.1", "-k"])
                 .arg(&dir)
                 .args([
-                    "-c", "fsync=off",
-                    "-c", "synchronous_commit=off",
-                    "-c", "full_page_writes=off",
-                    "-c", "max_connections=400",
-                    "-c", "logging_collector=off",
-                    "-c", "log_line_prefix=%a|",
+                    "-c",
+                    "fsync=off",
+                    "-c",
+                    "synchronous_commit=off",
+                    "-c",
+                    "full_page_writes=off",
+                    "-c",
+                    "max_connections=400",
+                    "-c",
+                    "logging_collector=off",
+                    "-c",
+                    "log_line_prefix=%a|",
                 ])
                 .current_dir(&dir)
                 .stdin(Stdio::null())
@@ -217,7 +236,7 @@ fn binaries() -> Option<PathBuf> {
             Some((version, e.path().join("bin")))
         })
         .collect();
-    versions.sort_by(|a, b| b.0.cmp(&a.0));
+    versions.sort_by_key(|v| std::cmp::Reverse(v.0));
     dirs.extend(versions.into_iter().map(|(_, dir)| dir));
     dirs.into_iter()
         .find(|d| d.join("initdb").is_file() && d.join("postgres").is_file())

@@ -201,9 +201,7 @@ impl TestStore {
     pub async fn tokens(&self) -> usize {
         if let Some(sql) = &self.sql {
             return sql
-                .count(
-                    "SELECT COUNT(*) + COUNT(previous_hash) FROM sessionkit_sessions",
-                )
+                .count("SELECT COUNT(*) + COUNT(previous_hash) FROM sessionkit_sessions")
                 .await;
         }
         match &self.memory {

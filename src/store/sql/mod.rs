@@ -1,5 +1,5 @@
-//! The SQL stores: [`PostgresStore`](postgres::PostgresStore) (feature
-//! `postgres`) and [`SqliteStore`](sqlite::SqliteStore) (feature `sqlite`),
+//! The SQL stores: [`PostgresStore`] (feature `postgres`) and
+//! [`SqliteStore`] (feature `sqlite`),
 //! on [`sqlx`], and what they share: the row codec and the per-session
 //! read-modify-write loop.
 //!
@@ -205,6 +205,7 @@ const REGISTER: &str = "INSERT INTO sessionkit_connections \
      ON CONFLICT (session_id, id) DO UPDATE SET node = excluded.node, \
      opened_at = excluded.opened_at, lease_until = excluded.lease_until";
 /// `$1` session, `$2` connection, `$3` lease_until.
+#[cfg(feature = "sqlite")]
 const RENEW_LEASE: &str =
     "UPDATE sessionkit_connections SET lease_until = $3 WHERE session_id = $1 AND id = $2";
 /// `$1` session, `$2` connection.
@@ -248,7 +249,8 @@ fn carried_data(
     let (event, live) = ended(&id, expires_at, db_time(now)?, EndReason::Replaced)?;
     let carries = live && from_user.as_deref().is_none_or(|u| u == user_id);
     let data = if carries {
-        serde_json::from_str(&data).map_err(|e| StoreError::corrupt(format!("session data: {e}")))?
+        serde_json::from_str(&data)
+            .map_err(|e| StoreError::corrupt(format!("session data: {e}")))?
     } else {
         HashMap::new()
     };
@@ -301,9 +303,9 @@ fn session_id(s: &str) -> Result<SessionId> {
 fn sqlx_error(e: sqlx::Error) -> StoreError {
     match e {
         sqlx::Error::PoolTimedOut => StoreError::timeout(),
-        sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) | sqlx::Error::ColumnNotFound(_) => {
-            StoreError::corrupt(e.to_string())
-        }
+        sqlx::Error::ColumnDecode { .. }
+        | sqlx::Error::Decode(_)
+        | sqlx::Error::ColumnNotFound(_) => StoreError::corrupt(e.to_string()),
         e => StoreError::backend(e),
     }
 }
@@ -330,7 +332,11 @@ impl Row {
                 sealed: self.sealed,
             }),
             (None, None) => None,
-            _ => return Err(StoreError::corrupt("a previous token without a grace window")),
+            _ => {
+                return Err(StoreError::corrupt(
+                    "a previous token without a grace window",
+                ))
+            }
         };
         let record = SessionRecord {
             id: session_id(&self.id)?,
@@ -535,27 +541,46 @@ async fn load<R: Rows + ?Sized>(db: &R, token: &TokenDigest, opts: &LoadOptions)
 /// [`SessionStore::save`], on any [`Rows`] (PostgreSQL saves in one
 /// statement of its own instead).
 #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
-async fn save<R: Rows + ?Sized>(db: &R, id: &SessionId, delta: &Delta, now: Millis) -> Result<bool> {
-    change(db, Key::Id(id), now, None, || false, |s| {
-        s.apply(delta);
-        // A write is a use of the session.
-        s.record.last_seen = now;
-        true
-    })
+async fn save<R: Rows + ?Sized>(
+    db: &R,
+    id: &SessionId,
+    delta: &Delta,
+    now: Millis,
+) -> Result<bool> {
+    change(
+        db,
+        Key::Id(id),
+        now,
+        None,
+        || false,
+        |s| {
+            s.apply(delta);
+            // A write is a use of the session.
+            s.record.last_seen = now;
+            true
+        },
+    )
     .await
 }
 
 /// [`SessionStore::rotate`], on any [`Rows`].
 async fn rotate<R: Rows + ?Sized>(db: &R, r: &Rotation) -> Result<Rotated> {
-    change(db, Key::Id(&r.id), r.now, None, || Rotated::Gone, |s| {
-        let step = s.slots.rotate(r);
-        if step.outcome == Rotated::Installed {
-            s.record.ttg = r.now;
-            s.record.rotated_at = Some(r.now);
-            s.record.renew_token = false;
-        }
-        step.outcome
-    })
+    change(
+        db,
+        Key::Id(&r.id),
+        r.now,
+        None,
+        || Rotated::Gone,
+        |s| {
+            let step = s.slots.rotate(r);
+            if step.outcome == Rotated::Installed {
+                s.record.ttg = r.now;
+                s.record.rotated_at = Some(r.now);
+                s.record.renew_token = false;
+            }
+            step.outcome
+        },
+    )
     .await
 }
 
@@ -567,33 +592,48 @@ async fn regenerate<R: Rows + ?Sized>(
     delta: &Delta,
     now: Millis,
 ) -> Result<bool> {
-    change(db, Key::Id(id), now, None, || false, |s| {
-        s.record.ttg = now;
-        s.record.renew_token = false;
-        s.apply(delta);
-        s.slots.regenerate(&new.hash);
-        true
-    })
+    change(
+        db,
+        Key::Id(id),
+        now,
+        None,
+        || false,
+        |s| {
+            s.record.ttg = now;
+            s.record.renew_token = false;
+            s.apply(delta);
+            s.slots.regenerate(&new.hash);
+            true
+        },
+    )
     .await
 }
 
 /// [`SessionStore::fetch`], on any [`Rows`].
 async fn fetch<R: Rows + ?Sized>(db: &R, f: &Fetch) -> Result<Option<Fetched>> {
     let lease = f.lease.as_ref().map(|(id, until)| (id.as_str(), *until));
-    change(db, Key::Id(&f.id), f.now, lease, || None, |s| {
-        s.record.last_seen = f.now;
-        let known = f.known.as_ref().map(|k| k.hash.as_str());
-        let (replacement, known_is_current) = s.slots.fetch(known, f.now);
-        Some(Fetched {
-            record: s.record.clone(),
-            replacement,
-            known_is_current,
-        })
-    })
+    change(
+        db,
+        Key::Id(&f.id),
+        f.now,
+        lease,
+        || None,
+        |s| {
+            s.record.last_seen = f.now;
+            let known = f.known.as_ref().map(|k| k.hash.as_str());
+            let (replacement, known_is_current) = s.slots.fetch(known, f.now);
+            Some(Fetched {
+                record: s.record.clone(),
+                replacement,
+                known_is_current,
+            })
+        },
+    )
     .await
 }
 
 /// The payload of a session-ended notification: `reason:id`.
+#[cfg(feature = "postgres")]
 fn reason_name(reason: EndReason) -> &'static str {
     match reason {
         EndReason::LoggedOut => "logged_out",
@@ -605,6 +645,7 @@ fn reason_name(reason: EndReason) -> &'static str {
     }
 }
 
+#[cfg(feature = "postgres")]
 fn parse_reason(name: &str) -> Option<EndReason> {
     [
         EndReason::LoggedOut,
@@ -619,6 +660,7 @@ fn parse_reason(name: &str) -> Option<EndReason> {
 }
 
 /// Reads a `reason:id` payload back; `None` for anything else.
+#[cfg(feature = "postgres")]
 fn parse_ended(payload: &str) -> Option<SessionEnded> {
     let (reason, id) = payload.split_once(':')?;
     Some(SessionEnded {
@@ -763,12 +805,19 @@ mod tests {
         assert!(bad.decode().is_err());
     }
 
+    #[cfg(feature = "postgres")]
     #[test]
     fn end_payloads_round_trip() {
         let id = stored().record.id;
         for reason in [EndReason::LoggedOut, EndReason::Revoked, EndReason::Expired] {
             let payload = format!("{}:{}", reason_name(reason), id);
-            assert_eq!(parse_ended(&payload), Some(SessionEnded { id: id.clone(), reason }));
+            assert_eq!(
+                parse_ended(&payload),
+                Some(SessionEnded {
+                    id: id.clone(),
+                    reason
+                })
+            );
         }
         assert_eq!(parse_ended("revoked:nope"), None);
         assert_eq!(parse_ended("bogus"), None);

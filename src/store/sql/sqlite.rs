@@ -226,11 +226,13 @@ impl Rows for SqliteStore {
     }
 
     async fn by_id(&self, id: &SessionId) -> Result<Option<Row>> {
-        sqlx::query_as(&format!("SELECT {COLUMNS} FROM sessionkit_sessions {BY_ID}"))
-            .bind(id.as_str())
-            .fetch_optional(&self.inner.pool)
-            .await
-            .map_err(sqlx_error)
+        sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM sessionkit_sessions {BY_ID}"
+        ))
+        .bind(id.as_str())
+        .fetch_optional(&self.inner.pool)
+        .await
+        .map_err(sqlx_error)
     }
 
     async fn put(&self, row: &Row, lease: Option<(&str, i64)>) -> Result<bool> {
