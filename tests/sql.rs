@@ -549,24 +549,70 @@ async fn on_sqlite_two_pools_on_one_file_write_at_once_without_database_is_locke
     assert!(b.list_sessions(user, t + 100).await.unwrap().len() <= 10);
 }
 
-#[tokio::test]
-async fn on_sqlite_a_corrupt_row_is_an_error_not_a_panic() {
-    let store = sqlite_store(&sqlite_url()).await;
+/// Rows that no store would write make calls fail with an error, never a
+/// panic: `corrupt` runs an `UPDATE` on every row.
+async fn a_corrupt_row_is_an_error_not_a_panic<F, Fut>(store: Arc<dyn SessionStore>, corrupt: F)
+where
+    F: Fn(&'static str) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
     let t = now();
     let (new, token) = new_session(t, None);
     store.create(&new).await.unwrap();
-    sqlx::query("UPDATE sessionkit_sessions SET data = 'not json'")
-        .execute(store.pool())
-        .await
-        .unwrap();
+    corrupt("UPDATE sessionkit_sessions SET data = 'not json'").await;
     let err = store
         .load(&token.digest(), &opts(t + 1, None))
         .await
         .expect_err("a row with unreadable data");
     assert!(err.to_string().contains("unreadable"), "{err}");
-    sqlx::query("UPDATE sessionkit_sessions SET data = '{}', last_seen = -5")
-        .execute(store.pool())
+    corrupt("UPDATE sessionkit_sessions SET data = '{}', last_seen = -5").await;
+    assert!(store
+        .rotate(&Rotation {
+            id: new.id.clone(),
+            old: token.digest(),
+            new: Token::generate(&token.tag()).digest(),
+            sealed: String::new(),
+            now: t + 2,
+            ojs: 1,
+            cijs: 1,
+        })
         .await
-        .unwrap();
-    assert!(store.save(&new.id, &Delta::default(), t + 2).await.is_err());
+        .is_err());
+    corrupt("UPDATE sessionkit_sessions SET last_seen = 0, id = 'not an id'").await;
+    assert!(store
+        .list_sessions("nobody", t + 3)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(store
+        .load(&token.digest(), &opts(t + 3, None))
+        .await
+        .is_err());
+}
+
+#[tokio::test]
+async fn on_sqlite_a_corrupt_row_is_an_error_not_a_panic() {
+    let store = sqlite_store(&sqlite_url()).await;
+    let pool = store.pool().clone();
+    a_corrupt_row_is_an_error_not_a_panic(Arc::new(store), |sql| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query(sql).execute(&pool).await.unwrap();
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn on_postgres_a_corrupt_row_is_an_error_not_a_panic() {
+    let schema = postgres().schema().await;
+    let store = postgres_store(&schema, PgPoolOptions::new().max_connections(2)).await;
+    let pool = store.pool().clone();
+    a_corrupt_row_is_an_error_not_a_panic(Arc::new(store), |sql| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query(sql).execute(&pool).await.unwrap();
+        }
+    })
+    .await;
 }

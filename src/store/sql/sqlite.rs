@@ -158,7 +158,8 @@ impl SqliteStore {
 
     /// Runs [`purge_expired`](Self::purge_expired) every `interval` on the
     /// system clock, until the handle is dropped. Expired sessions are never
-    /// served either way; this only returns their space.
+    /// served either way; this only returns their space. Call it within a
+    /// Tokio runtime: the task is spawned on the current one.
     pub fn spawn_cleanup(&self, interval: Duration) -> CleanupHandle {
         self.spawn_cleanup_with_clock(interval, SystemClock)
     }
