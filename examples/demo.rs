@@ -4,11 +4,14 @@
 //! cargo run --example demo                       # in-memory store, 127.0.0.1:3000
 //! PORT=3001 cargo run --example demo             # another port
 //! REDIS_URL=redis://127.0.0.1:6379 cargo run --example demo
+//! DATABASE_URL=postgres://postgres@127.0.0.1/postgres cargo run --example demo
+//! DATABASE_URL=sqlite://demo-sessions.db cargo run --example demo
 //! SESSION_SFR_SECS=30 SESSION_OJS_SECS=10 SESSION_CIJS_SECS=20 cargo run --example demo
 //! ```
 //!
-//! Two demo processes on different ports sharing one Redis share sessions:
-//! log in on one, revoke from the other, and the first one's socket closes.
+//! Two demo processes on different ports sharing one Redis (or one
+//! PostgreSQL database) share sessions: log in on one, revoke from the
+//! other, and the first one's socket closes.
 //!
 //! Routes: `GET /` (the page), `POST /login` (form or JSON field `user`),
 //! `POST /logout`, `GET /api/me`, `POST /api/counter`, `GET /api/sessions`,
@@ -411,10 +414,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             std::process::exit(2);
         }
     };
-    let app = match std::env::var("REDIS_URL") {
-        Ok(url) => redis_app(&url, regeneration).await?,
-        Err(_) => {
-            tracing::info!("in-memory store (set REDIS_URL to share sessions between processes)");
+    // Kept for the life of the server: dropping it stops the cleanup task.
+    let mut _cleanup = None;
+    let app = match (std::env::var("DATABASE_URL"), std::env::var("REDIS_URL")) {
+        (Ok(url), _) => {
+            let (app, cleanup) = sql_app(&url, regeneration).await?;
+            _cleanup = Some(cleanup);
+            app
+        }
+        (_, Ok(url)) => redis_app(&url, regeneration).await?,
+        _ => {
+            tracing::info!(
+                "in-memory store (set REDIS_URL or DATABASE_URL to share sessions between processes)"
+            );
             app(sessionkit::MemoryStore::new(), regeneration)?
         }
     };
@@ -434,6 +446,40 @@ async fn redis_app(
         sessionkit::RedisStore::connect(url).await?,
         regeneration,
     )?)
+}
+
+/// The app on PostgreSQL (`postgres://...`) or SQLite (`sqlite:...`), its
+/// schema migrated, expired rows deleted every minute.
+#[cfg(all(feature = "postgres", feature = "sqlite"))]
+async fn sql_app(
+    url: &str,
+    regeneration: Option<Regeneration>,
+) -> Result<(Router, sessionkit::store::CleanupHandle), Box<dyn std::error::Error>> {
+    const CLEANUP_EVERY: Duration = Duration::from_secs(60);
+    if url.starts_with("sqlite:") {
+        tracing::info!("SQLite store at {url}");
+        let store = sessionkit::SqliteStore::connect(url).await?;
+        store.migrate().await?;
+        let cleanup = store.spawn_cleanup(CLEANUP_EVERY);
+        Ok((app(store, regeneration)?, cleanup))
+    } else {
+        tracing::info!("PostgreSQL store");
+        let store = sessionkit::PostgresStore::connect(url).await?;
+        store.migrate().await?;
+        let cleanup = store.spawn_cleanup(CLEANUP_EVERY);
+        Ok((app(store, regeneration)?, cleanup))
+    }
+}
+
+#[cfg(not(all(feature = "postgres", feature = "sqlite")))]
+async fn sql_app(
+    _: &str,
+    _: Option<Regeneration>,
+) -> Result<(Router, std::convert::Infallible), Box<dyn std::error::Error>> {
+    Err(
+        "DATABASE_URL is set but the demo was built without the `postgres` and `sqlite` features"
+            .into(),
+    )
 }
 
 #[cfg(not(feature = "redis"))]

@@ -2,16 +2,40 @@
 # Runs every test of the crate, installing what the tests need when missing.
 # The Redis tests start their own private redis-server processes and a
 # Redis Cluster (made with redis-cli) on free loopback ports, or use
-# REDIS_URL / REDIS_CLUSTER_URLS, so only the binaries are needed.
+# REDIS_URL / REDIS_CLUSTER_URLS; the PostgreSQL tests start their own
+# private server (initdb + postgres, as the `postgres` user when run as
+# root) on a free loopback port, or use DATABASE_URL. So only the binaries
+# are needed. SQLite is compiled into the tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO="sudo"
+APT_UPDATED=""
+apt_install() {
+    if [ -z "$APT_UPDATED" ]; then
+        $SUDO apt-get update -qq
+        APT_UPDATED=1
+    fi
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "$@" >/dev/null
+}
+
 if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/null 2>&1; then
     echo "redis-server or redis-cli not found: installing them" >&2
-    SUDO=""
-    [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server redis-tools >/dev/null
+    apt_install redis-server redis-tools
+fi
+
+# Where tests/support/postgres.rs looks for initdb and postgres.
+has_postgres() {
+    local dir
+    for dir in $(echo "$PATH" | tr ':' ' ') /usr/local/bin /usr/lib/postgresql/*/bin; do
+        [ -x "$dir/initdb" ] && [ -x "$dir/postgres" ] && return 0
+    done
+    return 1
+}
+if [ -z "${DATABASE_URL:-}" ] && ! has_postgres; then
+    echo "initdb or postgres not found: installing postgresql" >&2
+    apt_install postgresql
 fi
 
 # The demo test starts the demo's binary as separate processes.

@@ -39,13 +39,15 @@
 //! - **User sessions.** [`SessionManager`] lists and revokes a user's
 //!   sessions ("log out everywhere"), limits them, and pushes user changes.
 //! - **Stores.** [`MemoryStore`] by default; `RedisStore` (feature `redis`,
-//!   Redis Cluster with `redis-cluster`) to share sessions between servers.
+//!   Redis Cluster with `redis-cluster`) to share sessions between servers;
+//!   `PostgresStore` (feature `postgres`) and `SqliteStore` (`sqlite`).
 //!   Every change spanning several keys is atomic in the store.
 //!
 //! # Features
 //!
 //! - `axum` (default): the [`Session`] extractor and `IntoResponse` for [`Error`].
 //! - `redis`, `redis-cluster`: `RedisStore`.
+//! - `postgres`: `PostgresStore`; `sqlite`: `SqliteStore`.
 //! - `conformance`: the store conformance suite, for store authors.
 
 #![warn(missing_docs)]
@@ -77,14 +79,23 @@ pub use layer::{SessionLayer, SessionLayerBuilder};
 pub use manager::SessionManager;
 pub use regeneration::Regeneration;
 pub use session::Session;
+#[cfg(feature = "postgres")]
+pub use store::PostgresStore;
+#[cfg(feature = "sqlite")]
+pub use store::SqliteStore;
 pub use store::{MemoryStore, SessionStore};
 #[cfg(feature = "redis")]
 pub use store::{RedisStore, RedisStoreBuilder};
 pub use token::SessionId;
 pub use user::SessionUser;
 
-/// Every Rust snippet of the README, compiled and run as a doc test so the
-/// README cannot drift from the API.
-#[cfg(doctest)]
+// Every Rust snippet of the README compiles, and runs unless marked
+// `no_run` (`cargo test --doc --all-features`).
+#[cfg(all(
+    doctest,
+    feature = "redis-cluster",
+    feature = "postgres",
+    feature = "sqlite"
+))]
 #[doc = include_str!("../README.md")]
-pub struct ReadmeDoctests;
+struct ReadmeDoctests;

@@ -1,8 +1,9 @@
 #![cfg(feature = "conformance")]
 //! The store conformance suite against every store: `MemoryStore`, a Redis
-//! server and a Redis Cluster. One test per check and store, each on a
-//! fresh store (for Redis, a fresh key prefix on a server shared by the
-//! whole test binary).
+//! server, a Redis Cluster, SQLite (a file, and memory) and PostgreSQL. One
+//! test per check and store, each on a fresh store (for Redis, a fresh key
+//! prefix on a server shared by the whole test binary; for PostgreSQL, a
+//! fresh schema likewise; for SQLite, a fresh database).
 
 mod support;
 
@@ -34,6 +35,27 @@ mod cluster {
     sessionkit::conformance_tests!(
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         || super::fresh(super::Backend::Cluster)
+    );
+}
+
+mod sqlite {
+    sessionkit::conformance_tests!(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        || super::fresh(super::Backend::Sqlite)
+    );
+}
+
+mod sqlite_memory {
+    sessionkit::conformance_tests!(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        || super::fresh(super::Backend::SqliteMemory)
+    );
+}
+
+mod postgres {
+    sessionkit::conformance_tests!(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        || super::fresh(super::Backend::Postgres)
     );
 }
 

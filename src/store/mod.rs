@@ -9,19 +9,28 @@
 //! Times are passed in with every call (see [`crate::clock`]), so every store
 //! decides deadlines with the same clock and tests need no sleeps.
 //!
-//! Two stores ship with the crate: [`MemoryStore`] and, with the `redis`
-//! feature, `RedisStore`. The conformance suite (feature `conformance`) checks
+//! These stores ship with the crate: [`MemoryStore`]; with the `redis`
+//! feature, `RedisStore`; with `postgres` and `sqlite`, `PostgresStore` and
+//! `SqliteStore` (module `sql`). The conformance suite (feature `conformance`) checks
 //! any implementation against the behaviour the layer relies on.
 
 mod error;
 mod memory;
 #[cfg(feature = "redis")]
 pub mod redis;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+pub mod sql;
 pub mod tokens;
 mod types;
 
 #[cfg(feature = "redis")]
 pub use self::redis::{RedisStore, RedisStoreBuilder};
+#[cfg(feature = "postgres")]
+pub use self::sql::postgres::PostgresStore;
+#[cfg(feature = "sqlite")]
+pub use self::sql::sqlite::SqliteStore;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+pub use self::sql::CleanupHandle;
 pub use error::StoreError;
 pub use memory::MemoryStore;
 pub use types::*;

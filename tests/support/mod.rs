@@ -5,6 +5,7 @@
 
 pub mod connections;
 pub mod faults;
+pub mod postgres;
 pub mod redis;
 pub mod stores;
 

@@ -1,0 +1,589 @@
+//! [`PostgresStore`]: sessions in PostgreSQL, shared by every process that
+//! connects to the same database.
+//!
+//! Per-session changes are a read and a compare-and-set write (see
+//! [the module above](super)); ends of sessions are published with
+//! `pg_notify` *inside* the statement that deletes them, so a notification
+//! is sent exactly when the deletion commits, and every store on the
+//! database hears it through `LISTEN` on its own connection.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::postgres::{PgListener, PgPool, PgPoolOptions};
+use tokio::sync::broadcast;
+
+use super::*;
+use crate::clock::SystemClock;
+
+/// The `NOTIFY` channel session ends are published on, unless
+/// [`PostgresStore::with_channel`] names another.
+pub const DEFAULT_CHANNEL: &str = "sessionkit_ended";
+
+/// `$1` id, `$2` clear, `$3` keys to remove, `$4` keys to set (a JSON
+/// object of JSON texts), `$5` new idle timeout, `$6` new label, `$7` now:
+/// a save of a live session, in one statement. The delta applies in the
+/// order of [`Delta::apply_to`]: clear, remove, set.
+const SAVE: &str = "UPDATE sessionkit_sessions SET \
+     data = (((CASE WHEN $2 THEN '{}'::jsonb ELSE data::jsonb END) - $3::text[]) || $4::jsonb)::text, \
+     idle_timeout = COALESCE($5, idle_timeout), label = COALESCE($6, label), last_seen = $7, \
+     expires_at = LEAST($7 + COALESCE($5, idle_timeout), \
+     COALESCE(absolute_deadline, 9223372036854775807)), version = version + 1 \
+     WHERE id = $1 AND expires_at > $7";
+
+/// The embedded migrations: the schema under
+/// `src/store/sql/migrations/postgres`.
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("src/store/sql/migrations/postgres");
+
+/// A [`SessionStore`] on PostgreSQL (feature `postgres`).
+///
+/// Every process connected to the same database shares the sessions, and
+/// [`subscribe`](SessionStore::subscribe) delivers the ends of sessions made
+/// by any of them (`LISTEN`/`NOTIFY`). A load is one statement (two when it
+/// must write: adopting a token, sliding the idle deadline); a save, a
+/// create and a destroy one; a rotation, a regeneration and a connection's
+/// fetch two.
+///
+/// ```no_run
+/// use sessionkit::{PostgresStore, SessionLayer};
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let store = PostgresStore::connect("postgres://app@127.0.0.1/app").await?;
+/// store.migrate().await?;
+/// // Opt-in: delete expired rows every minute (they are also deleted when
+/// // met, and never served).
+/// let _cleanup = store.spawn_cleanup(std::time::Duration::from_secs(60));
+/// let layer = SessionLayer::builder(store).build();
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct PostgresStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: PgPool,
+    events: broadcast::Sender<SessionEnded>,
+    sql: Sql,
+    /// Forwards notifications to `events`; aborted with the store.
+    listener: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.listener.abort();
+    }
+}
+
+/// The statements that publish ends, with the channel spelled in.
+struct Sql {
+    expire: String,
+    destroy: String,
+    revoke_one: String,
+    revoke_chunk: String,
+    prune_user: String,
+    purge: String,
+    take_from: String,
+    evict: String,
+    put_with_lease: String,
+}
+
+impl Sql {
+    fn new(channel: &str) -> Sql {
+        let channel = format!("'{}'", channel.replace('\'', "''"));
+        // `n` is referenced by the final `SELECT`, so it is evaluated (a
+        // `SELECT` in `WITH` that nothing reads is not); `pg_notify` queues
+        // the notification until the statement's transaction commits.
+        let notifying = |dml: &str, reason: &str, now: &str| {
+            format!(
+                "WITH d AS ({dml}), n AS (SELECT pg_notify({channel}, \
+                 CASE WHEN d.expires_at > {now} THEN '{reason}' ELSE 'expired' END \
+                 || ':' || d.id) FROM d) SELECT d.*, (SELECT count(*) FROM n) FROM d"
+            )
+        };
+        let revoked = reason_name(EndReason::Revoked);
+        Sql {
+            expire: notifying(EXPIRE, "expired", "$2"),
+            // The reason is `$3`: destroy takes it from the caller.
+            destroy: notifying(DESTROY, "' || $3 || '", "$2"),
+            revoke_one: notifying(REVOKE_ONE, revoked, "$3"),
+            revoke_chunk: notifying(REVOKE_CHUNK, revoked, "$3"),
+            prune_user: notifying(PRUNE_USER, "expired", "$2"),
+            purge: notifying(PURGE, "expired", "$1"),
+            take_from: notifying(TAKE_FROM, reason_name(EndReason::Replaced), "$2"),
+            evict: notifying(
+                "DELETE FROM sessionkit_sessions WHERE id IN \
+                 (SELECT id FROM sessionkit_sessions WHERE user_id = $1 AND id <> $2 \
+                 AND expires_at > $3 ORDER BY created_at DESC, id DESC OFFSET $4) \
+                 RETURNING id, expires_at",
+                revoked,
+                "$3",
+            ),
+            put_with_lease: format!(
+                "WITH s AS ({update} RETURNING id), l AS (UPDATE sessionkit_connections c \
+                 SET lease_until = $22 FROM s WHERE c.session_id = s.id AND c.id = $21 \
+                 RETURNING 1) SELECT (SELECT count(*) FROM s), (SELECT count(*) FROM l)",
+                update = update_sql()
+            ),
+        }
+    }
+}
+
+impl PostgresStore {
+    /// Connects a pool to `url` (`postgres://user:password@host/database`)
+    /// and starts listening for session ends. Run
+    /// [`migrate`](Self::migrate) once to create the tables.
+    pub async fn connect(url: &str) -> Result<PostgresStore> {
+        let pool = PgPoolOptions::new()
+            .acquire_timeout(Duration::from_secs(5))
+            // No ping before every call: it would be a round trip of its
+            // own, and a dead connection fails the call anyway (and is
+            // dropped from the pool).
+            .test_before_acquire(false)
+            .connect(url)
+            .await
+            .map_err(sqlx_error)?;
+        Self::new(pool).await
+    }
+
+    /// A store on an existing pool, listening on [`DEFAULT_CHANNEL`].
+    ///
+    /// Give it a pool built with `test_before_acquire(false)`, as
+    /// [`connect`](Self::connect) does: sqlx otherwise pings the server
+    /// before every call, a round trip of its own.
+    pub async fn new(pool: PgPool) -> Result<PostgresStore> {
+        Self::with_channel(pool, DEFAULT_CHANNEL).await
+    }
+
+    /// A store on an existing pool, publishing and listening on the
+    /// `NOTIFY` channel `channel`: stores share a feed when they share the
+    /// database and the channel. The feed listens on a connection of its
+    /// own, opened with the pool's options, beside the pool.
+    pub async fn with_channel(pool: PgPool, channel: &str) -> Result<PostgresStore> {
+        let (events, _) = broadcast::channel(1024);
+        // Listening starts before the store is handed out, so every end
+        // published after this returns reaches its subscribers.
+        // `PgListener` keeps the connection it listens on for good: it gets
+        // one of its own, with the pool's settings, outside the pool.
+        let feed = PgPoolOptions::new()
+            .max_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with((*pool.connect_options()).clone())
+            .await
+            .map_err(sqlx_error)?;
+        let mut listener = PgListener::connect_with(&feed).await.map_err(sqlx_error)?;
+        listener.listen(channel).await.map_err(sqlx_error)?;
+        let listener = tokio::spawn(forward(listener, events.clone()));
+        Ok(PostgresStore {
+            inner: Arc::new(Inner {
+                pool,
+                events,
+                sql: Sql::new(channel),
+                listener,
+            }),
+        })
+    }
+
+    /// Creates or updates the schema (the tables `sessionkit_sessions` and
+    /// `sessionkit_connections`, and sqlx's `_sqlx_migrations`), in the
+    /// connection's current schema. Safe to run from several processes at
+    /// once and on every start.
+    pub async fn migrate(&self) -> Result<()> {
+        MIGRATOR
+            .run(&self.inner.pool)
+            .await
+            .map_err(StoreError::backend)
+    }
+
+    /// The pool the store runs on.
+    pub fn pool(&self) -> &PgPool {
+        &self.inner.pool
+    }
+
+    /// Deletes every session that is dead at `now` (publishing their ends)
+    /// and the leases that ran out, in chunks. Returns how many sessions it
+    /// deleted.
+    pub async fn purge_expired(&self, now: Millis) -> Result<usize> {
+        let t = db_time(now)?;
+        let mut purged = 0;
+        loop {
+            let rows: Vec<(String, i64)> = sqlx::query_as(&self.inner.sql.purge)
+                .bind(t)
+                .fetch_all(&self.inner.pool)
+                .await
+                .map_err(sqlx_error)?;
+            if rows.is_empty() {
+                break;
+            }
+            purged += rows.len();
+        }
+        sqlx::query(PURGE_LEASES)
+            .bind(t)
+            .execute(&self.inner.pool)
+            .await
+            .map_err(sqlx_error)?;
+        Ok(purged)
+    }
+
+    /// Runs [`purge_expired`](Self::purge_expired) every `interval` on the
+    /// system clock, until the handle is dropped. Expired sessions are never
+    /// served either way; this only returns their space. Call it within a
+    /// Tokio runtime: the task is spawned on the current one.
+    pub fn spawn_cleanup(&self, interval: Duration) -> CleanupHandle {
+        self.spawn_cleanup_with_clock(interval, SystemClock)
+    }
+
+    /// [`spawn_cleanup`](Self::spawn_cleanup) with the time of `clock`
+    /// (give it the clock the layer uses).
+    pub fn spawn_cleanup_with_clock(&self, interval: Duration, clock: impl Clock) -> CleanupHandle {
+        let store = self.clone();
+        CleanupHandle::spawn(interval, clock, move |now| {
+            let store = store.clone();
+            async move { store.purge_expired(now).await }
+        })
+    }
+
+    async fn ended(&self, sql: &str, first: &str, now: Millis) -> Result<Vec<(String, i64)>> {
+        sqlx::query_as(sql)
+            .bind(first)
+            .bind(db_time(now)?)
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(sqlx_error)
+    }
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore").finish_non_exhaustive()
+    }
+}
+
+/// Hands every notification on to the subscribers. `PgListener` reconnects
+/// by itself; what was published while it was away is lost, as on Redis.
+async fn forward(mut listener: PgListener, events: broadcast::Sender<SessionEnded>) {
+    loop {
+        match listener.recv().await {
+            Ok(notification) => match parse_ended(notification.payload()) {
+                // No receiver means no connection is waiting: nothing to do.
+                Some(event) => drop(events.send(event)),
+                None => tracing::warn!(
+                    payload = notification.payload(),
+                    "ignoring an unreadable session-ended notification"
+                ),
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "listening for ended sessions failed; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Rows for PostgresStore {
+    async fn by_token(&self, hash: &str) -> Result<Option<Row>> {
+        sqlx::query_as(&by_token_sql())
+            .bind(hash)
+            .fetch_optional(&self.inner.pool)
+            .await
+            .map_err(sqlx_error)
+    }
+
+    async fn by_id(&self, id: &SessionId) -> Result<Option<Row>> {
+        sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM sessionkit_sessions {BY_ID}"
+        ))
+        .bind(id.as_str())
+        .fetch_optional(&self.inner.pool)
+        .await
+        .map_err(sqlx_error)
+    }
+
+    async fn put(&self, row: &Row, lease: Option<(&str, i64)>) -> Result<bool> {
+        match lease {
+            None => {
+                let sql = update_sql();
+                let done = bind_row!(sqlx::query(&sql), row)
+                    .bind(row.version)
+                    .execute(&self.inner.pool)
+                    .await
+                    .map_err(sqlx_error)?;
+                Ok(done.rows_affected() == 1)
+            }
+            Some((connection, until)) => {
+                let (written, _): (i64, i64) =
+                    bind_row!(sqlx::query_as(&self.inner.sql.put_with_lease), row)
+                        .bind(row.version)
+                        .bind(connection)
+                        .bind(until)
+                        .fetch_one(&self.inner.pool)
+                        .await
+                        .map_err(sqlx_error)?;
+                Ok(written == 1)
+            }
+        }
+    }
+
+    async fn expire(&self, id: &SessionId, now: Millis) -> Result<()> {
+        self.ended(&self.inner.sql.expire, id.as_str(), now).await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl SessionStore for PostgresStore {
+    async fn load(&self, token: &TokenDigest, opts: &LoadOptions) -> Result<Lookup> {
+        load(self, token, opts).await
+    }
+
+    async fn create(&self, new: &NewSession) -> Result<()> {
+        new.check_user_tag()?;
+        let row = Stored::new(new, new.data.iter().cloned().collect()).encode()?;
+        bind_row!(sqlx::query(&insert_sql()), &row)
+            .execute(&self.inner.pool)
+            .await
+            .map_err(sqlx_error)?;
+        Ok(())
+    }
+
+    async fn save(&self, id: &SessionId, delta: &Delta, now: Millis) -> Result<bool> {
+        // One statement: the delta is applied by the database, so a save
+        // needs no read first. It touches no token column: a sealed
+        // replacement whose time is over goes at the next load, rotation or
+        // fetch, which decide it with the token rules.
+        let mut set = serde_json::Map::new();
+        for (key, value) in &delta.set {
+            set.insert(key.clone(), serde_json::Value::String(value.clone()));
+        }
+        let set = serde_json::Value::Object(set).to_string();
+        let idle = delta.idle_timeout.map(db_time).transpose()?;
+        let done = sqlx::query(SAVE)
+            .bind(id.as_str())
+            .bind(delta.clear)
+            .bind(&delta.remove)
+            .bind(set)
+            .bind(idle)
+            .bind(delta.label.as_deref())
+            .bind(db_time(now)?)
+            .execute(&self.inner.pool)
+            .await
+            .map_err(sqlx_error)?;
+        if done.rows_affected() == 1 {
+            return Ok(true);
+        }
+        // Gone, or dead: a dead one is deleted on the way.
+        self.expire(id, now).await?;
+        Ok(false)
+    }
+
+    async fn rotate(&self, rotation: &Rotation) -> Result<Rotated> {
+        rotate(self, rotation).await
+    }
+
+    async fn regenerate(
+        &self,
+        id: &SessionId,
+        new: &TokenDigest,
+        delta: &Delta,
+        now: Millis,
+    ) -> Result<bool> {
+        regenerate(self, id, new, delta, now).await
+    }
+
+    async fn login(&self, login: &Login) -> Result<LoginOutcome> {
+        let user = login_user(login)?;
+        let now = login.session.now;
+        let t = db_time(now)?;
+        let mut tx = self.inner.pool.begin().await.map_err(sqlx_error)?;
+        if login.max_sessions.is_some() {
+            // Logins of one user take turns, so that two of them cannot
+            // both count the same sessions and keep one too many. The lock
+            // goes with the transaction.
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+                .bind(&user.id)
+                .execute(&mut *tx)
+                .await
+                .map_err(sqlx_error)?;
+        }
+        let taken = match &login.from {
+            Some(from) => {
+                let row: Option<(String, i64, Option<String>, String)> =
+                    sqlx::query_as(&self.inner.sql.take_from)
+                        .bind(from.as_str())
+                        .bind(t)
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(sqlx_error)?;
+                row
+            }
+            None => None,
+        };
+        let (mut data, _) = carried_data(taken, &user.id, now)?;
+        let row = login_row(login, &mut data)?;
+        bind_row!(sqlx::query(&insert_sql()), &row)
+            .execute(&mut *tx)
+            .await
+            .map_err(sqlx_error)?;
+        let mut evicted = Vec::new();
+        if let Some(max) = login.max_sessions {
+            // Keep the newest `max - 1` others (the new session is one).
+            let keep = i64::try_from(max.max(1) - 1).unwrap_or(i64::MAX);
+            let rows: Vec<(String, i64)> = sqlx::query_as(&self.inner.sql.evict)
+                .bind(&user.id)
+                .bind(login.session.id.as_str())
+                .bind(t)
+                .bind(keep)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(sqlx_error)?;
+            evicted = ends(&rows, now, EndReason::Revoked)?.1;
+        }
+        tx.commit().await.map_err(sqlx_error)?;
+        Ok(LoginOutcome { data, evicted })
+    }
+
+    async fn destroy(&self, id: &SessionId, reason: EndReason, now: Millis) -> Result<bool> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(&self.inner.sql.destroy)
+            .bind(id.as_str())
+            .bind(db_time(now)?)
+            .bind(reason_name(reason))
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(sqlx_error)?;
+        Ok(!ends(&rows, now, reason)?.1.is_empty())
+    }
+
+    async fn list_sessions(&self, user_id: &str, now: Millis) -> Result<Vec<SessionInfo>> {
+        self.ended(&self.inner.sql.prune_user, user_id, now).await?;
+        let rows: Vec<InfoRow> = sqlx::query_as(LIST)
+            .bind(user_id)
+            .bind(db_time(now)?)
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(sqlx_error)?;
+        let mut list = rows.into_iter().map(info).collect::<Result<Vec<_>>>()?;
+        sort_listing(&mut list);
+        Ok(list)
+    }
+
+    async fn revoke(&self, user_id: &str, scope: &Revoke, now: Millis) -> Result<Vec<SessionId>> {
+        let t = db_time(now)?;
+        if let Revoke::One(one) = scope {
+            let rows: Vec<(String, i64)> = sqlx::query_as(&self.inner.sql.revoke_one)
+                .bind(one.as_str())
+                .bind(user_id)
+                .bind(t)
+                .fetch_all(&self.inner.pool)
+                .await
+                .map_err(sqlx_error)?;
+            return Ok(ends(&rows, now, EndReason::Revoked)?.1);
+        }
+        let keep = match scope {
+            Revoke::AllExcept(keep) => keep.as_str(),
+            _ => "",
+        };
+        let mut revoked = Vec::new();
+        loop {
+            let rows: Vec<(String, i64)> = sqlx::query_as(&self.inner.sql.revoke_chunk)
+                .bind(user_id)
+                .bind(keep)
+                .bind(t)
+                .fetch_all(&self.inner.pool)
+                .await
+                .map_err(sqlx_error)?;
+            if rows.is_empty() {
+                return Ok(revoked);
+            }
+            revoked.extend(ends(&rows, now, EndReason::Revoked)?.1);
+        }
+    }
+
+    async fn sync_user(&self, user: &BoundUser, now: Millis) -> Result<usize> {
+        let t = db_time(now)?;
+        let mut count = 0;
+        let mut after = String::new();
+        loop {
+            let ids: Vec<(String,)> = sqlx::query_as(SYNC_CHUNK)
+                .bind(&user.id)
+                .bind(&user.json)
+                .bind(t)
+                .bind(&after)
+                .fetch_all(&self.inner.pool)
+                .await
+                .map_err(sqlx_error)?;
+            let chunk = ids.len();
+            match ids.into_iter().map(|(id,)| id).max() {
+                Some(last) => {
+                    count += chunk;
+                    after = last;
+                }
+                None => return Ok(count),
+            }
+        }
+    }
+
+    async fn connect(&self, conn: &Connection, lease_until: Millis, now: Millis) -> Result<bool> {
+        let t = db_time(now)?;
+        let mut tx = self.inner.pool.begin().await.map_err(sqlx_error)?;
+        let touched: Option<(String,)> = sqlx::query_as(TOUCH)
+            .bind(conn.session.as_str())
+            .bind(t)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(sqlx_error)?;
+        if touched.is_none() {
+            drop(tx);
+            self.expire(&conn.session, now).await?;
+            return Ok(false);
+        }
+        sqlx::query(DROP_LEASES)
+            .bind(conn.session.as_str())
+            .bind(t)
+            .bind(&conn.id)
+            .execute(&mut *tx)
+            .await
+            .map_err(sqlx_error)?;
+        sqlx::query(REGISTER)
+            .bind(conn.session.as_str())
+            .bind(&conn.id)
+            .bind(&conn.node)
+            .bind(db_time(conn.opened_at)?)
+            .bind(db_time(lease_until)?)
+            .execute(&mut *tx)
+            .await
+            .map_err(sqlx_error)?;
+        tx.commit().await.map_err(sqlx_error)?;
+        Ok(true)
+    }
+
+    async fn fetch(&self, f: &Fetch) -> Result<Option<Fetched>> {
+        fetch(self, f).await
+    }
+
+    async fn disconnect(&self, id: &SessionId, connection_id: &str) -> Result<()> {
+        sqlx::query(DISCONNECT)
+            .bind(id.as_str())
+            .bind(connection_id)
+            .execute(&self.inner.pool)
+            .await
+            .map_err(sqlx_error)?;
+        Ok(())
+    }
+
+    async fn list_connections(&self, user_id: &str, now: Millis) -> Result<Vec<Connection>> {
+        let rows: Vec<ConnectionRow> = sqlx::query_as(LIST_CONNECTIONS)
+            .bind(user_id)
+            .bind(db_time(now)?)
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(sqlx_error)?;
+        rows.into_iter().map(connection).collect()
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<SessionEnded> {
+        self.inner.events.subscribe()
+    }
+}

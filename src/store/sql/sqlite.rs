@@ -1,0 +1,498 @@
+//! [`SqliteStore`]: sessions in an SQLite database, for one process (or
+//! several sharing a file, without a shared session-ended feed).
+//!
+//! Per-session changes are a read and a compare-and-set write (see
+//! [the module above](super)), each statement its own transaction, which
+//! SQLite serializes with its write lock (waiting up to the busy timeout
+//! rather than failing). Changes of several rows run in a transaction
+//! opened with `BEGIN IMMEDIATE`, which takes the write lock up front: a
+//! transaction that read first and wrote later could be refused the lock
+//! ("database is locked") instead of waiting for it. Ends of sessions are
+//! published in the process, after the change commits.
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{Sqlite, Transaction};
+use tokio::sync::broadcast;
+
+use super::*;
+use crate::clock::SystemClock;
+
+/// The embedded migrations: the schema under
+/// `src/store/sql/migrations/sqlite`.
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("src/store/sql/migrations/sqlite");
+
+/// How long a statement waits for another connection's write lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// `$1` user, `$2` the new session, `$3` now, `$4` how many others to keep:
+/// the user's oldest live sessions beyond the limit.
+const EVICT: &str = "DELETE FROM sessionkit_sessions WHERE id IN \
+     (SELECT id FROM sessionkit_sessions WHERE user_id = $1 AND id <> $2 AND expires_at > $3 \
+     ORDER BY created_at DESC, id DESC LIMIT -1 OFFSET $4) RETURNING id, expires_at";
+
+/// A [`SessionStore`] on SQLite (feature `sqlite`): a file, or memory.
+///
+/// A file database is opened in WAL mode, so loads never wait for writes.
+/// [`subscribe`](SessionStore::subscribe) delivers the ends of sessions made
+/// through this store and its clones.
+///
+/// ```no_run
+/// use sessionkit::{SessionLayer, SqliteStore};
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let store = SqliteStore::connect("sqlite://sessions.db").await?;
+/// store.migrate().await?;
+/// let _cleanup = store.spawn_cleanup(std::time::Duration::from_secs(60));
+/// let layer = SessionLayer::builder(store).build();
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: SqlitePool,
+    events: broadcast::Sender<SessionEnded>,
+}
+
+impl SqliteStore {
+    /// Opens the database at `url` (`sqlite://path/to/file.db`, created if
+    /// missing, or `sqlite::memory:`). Run [`migrate`](Self::migrate) once
+    /// to create the tables.
+    ///
+    /// A file is opened in WAL mode with `synchronous = NORMAL` and a busy
+    /// timeout. An in-memory database lives in its one connection, so the
+    /// pool holds exactly one (every call takes turns on it).
+    pub async fn connect(url: &str) -> Result<SqliteStore> {
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(sqlx_error)?
+            .create_if_missing(true)
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT);
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        let pool = if in_memory {
+            SqlitePoolOptions::new()
+                .max_connections(1)
+                .test_before_acquire(false)
+                // The database goes with its last connection: keep it.
+                .idle_timeout(None)
+                .max_lifetime(None)
+                .min_connections(1)
+                .connect_with(options)
+                .await
+        } else {
+            SqlitePoolOptions::new()
+                .max_connections(4)
+                // A ping before every call would cost a trip to the
+                // connection's worker thread for nothing.
+                .test_before_acquire(false)
+                .connect_with(
+                    options
+                        .journal_mode(SqliteJournalMode::Wal)
+                        .synchronous(SqliteSynchronous::Normal),
+                )
+                .await
+        }
+        .map_err(sqlx_error)?;
+        Ok(Self::new(pool))
+    }
+
+    /// A store on an existing pool. Give it `foreign_keys` on (sqlx's
+    /// default), a busy timeout, and for a file WAL mode; for an in-memory
+    /// database, one connection.
+    pub fn new(pool: SqlitePool) -> SqliteStore {
+        let (events, _) = broadcast::channel(1024);
+        SqliteStore {
+            inner: Arc::new(Inner { pool, events }),
+        }
+    }
+
+    /// Creates or updates the schema (the tables `sessionkit_sessions` and
+    /// `sessionkit_connections`, and sqlx's `_sqlx_migrations`). Safe to
+    /// run on every start.
+    pub async fn migrate(&self) -> Result<()> {
+        MIGRATOR
+            .run(&self.inner.pool)
+            .await
+            .map_err(StoreError::backend)
+    }
+
+    /// The pool the store runs on.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.inner.pool
+    }
+
+    /// Deletes every session that is dead at `now` (publishing their ends)
+    /// and the leases that ran out, in chunks. Returns how many sessions it
+    /// deleted.
+    pub async fn purge_expired(&self, now: Millis) -> Result<usize> {
+        let t = db_time(now)?;
+        let mut purged = 0;
+        loop {
+            let rows: Vec<(String, i64)> = sqlx::query_as(PURGE)
+                .bind(t)
+                .fetch_all(&self.inner.pool)
+                .await
+                .map_err(sqlx_error)?;
+            if rows.is_empty() {
+                break;
+            }
+            purged += rows.len();
+            self.publish(ends(&rows, now, EndReason::Expired)?.0);
+        }
+        sqlx::query(PURGE_LEASES)
+            .bind(t)
+            .execute(&self.inner.pool)
+            .await
+            .map_err(sqlx_error)?;
+        Ok(purged)
+    }
+
+    /// Runs [`purge_expired`](Self::purge_expired) every `interval` on the
+    /// system clock, until the handle is dropped. Expired sessions are never
+    /// served either way; this only returns their space. Call it within a
+    /// Tokio runtime: the task is spawned on the current one.
+    pub fn spawn_cleanup(&self, interval: Duration) -> CleanupHandle {
+        self.spawn_cleanup_with_clock(interval, SystemClock)
+    }
+
+    /// [`spawn_cleanup`](Self::spawn_cleanup) with the time of `clock`
+    /// (give it the clock the layer uses).
+    pub fn spawn_cleanup_with_clock(&self, interval: Duration, clock: impl Clock) -> CleanupHandle {
+        let store = self.clone();
+        CleanupHandle::spawn(interval, clock, move |now| {
+            let store = store.clone();
+            async move { store.purge_expired(now).await }
+        })
+    }
+
+    fn publish(&self, events: Vec<SessionEnded>) {
+        for event in events {
+            // No receiver means no connection is waiting: nothing to tell.
+            let _ = self.inner.events.send(event);
+        }
+    }
+
+    /// Runs a `DELETE` of sessions binding `first` and `now` (`$1`, `$2`),
+    /// publishes the ends, and returns the ids that were live.
+    async fn delete(
+        &self,
+        sql: &str,
+        first: &str,
+        now: Millis,
+        reason: EndReason,
+    ) -> Result<Vec<SessionId>> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(sql)
+            .bind(first)
+            .bind(db_time(now)?)
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(sqlx_error)?;
+        let (events, live) = ends(&rows, now, reason)?;
+        self.publish(events);
+        Ok(live)
+    }
+
+    async fn write_lock(&self) -> Result<Transaction<'static, Sqlite>> {
+        self.inner
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(sqlx_error)
+    }
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").finish_non_exhaustive()
+    }
+}
+
+#[async_trait]
+impl Rows for SqliteStore {
+    async fn by_token(&self, hash: &str) -> Result<Option<Row>> {
+        sqlx::query_as(&by_token_sql())
+            .bind(hash)
+            .fetch_optional(&self.inner.pool)
+            .await
+            .map_err(sqlx_error)
+    }
+
+    async fn by_id(&self, id: &SessionId) -> Result<Option<Row>> {
+        sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM sessionkit_sessions {BY_ID}"
+        ))
+        .bind(id.as_str())
+        .fetch_optional(&self.inner.pool)
+        .await
+        .map_err(sqlx_error)
+    }
+
+    async fn put(&self, row: &Row, lease: Option<(&str, i64)>) -> Result<bool> {
+        let sql = update_sql();
+        let Some((connection, until)) = lease else {
+            let done = bind_row!(sqlx::query(&sql), row)
+                .bind(row.version)
+                .execute(&self.inner.pool)
+                .await
+                .map_err(sqlx_error)?;
+            return Ok(done.rows_affected() == 1);
+        };
+        let mut tx = self.write_lock().await?;
+        let done = bind_row!(sqlx::query(&sql), row)
+            .bind(row.version)
+            .execute(&mut *tx)
+            .await
+            .map_err(sqlx_error)?;
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        sqlx::query(RENEW_LEASE)
+            .bind(&row.id)
+            .bind(connection)
+            .bind(until)
+            .execute(&mut *tx)
+            .await
+            .map_err(sqlx_error)?;
+        tx.commit().await.map_err(sqlx_error)?;
+        Ok(true)
+    }
+
+    async fn expire(&self, id: &SessionId, now: Millis) -> Result<()> {
+        self.delete(EXPIRE, id.as_str(), now, EndReason::Expired)
+            .await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl SessionStore for SqliteStore {
+    async fn load(&self, token: &TokenDigest, opts: &LoadOptions) -> Result<Lookup> {
+        load(self, token, opts).await
+    }
+
+    async fn create(&self, new: &NewSession) -> Result<()> {
+        new.check_user_tag()?;
+        let row = Stored::new(new, new.data.iter().cloned().collect()).encode()?;
+        bind_row!(sqlx::query(&insert_sql()), &row)
+            .execute(&self.inner.pool)
+            .await
+            .map_err(sqlx_error)?;
+        Ok(())
+    }
+
+    async fn save(&self, id: &SessionId, delta: &Delta, now: Millis) -> Result<bool> {
+        save(self, id, delta, now).await
+    }
+
+    async fn rotate(&self, rotation: &Rotation) -> Result<Rotated> {
+        rotate(self, rotation).await
+    }
+
+    async fn regenerate(
+        &self,
+        id: &SessionId,
+        new: &TokenDigest,
+        delta: &Delta,
+        now: Millis,
+    ) -> Result<bool> {
+        regenerate(self, id, new, delta, now).await
+    }
+
+    async fn login(&self, login: &Login) -> Result<LoginOutcome> {
+        let user = login_user(login)?;
+        let now = login.session.now;
+        let t = db_time(now)?;
+        // One writer at a time: two logins of one user cannot both count
+        // the same sessions.
+        let mut tx = self.write_lock().await?;
+        let taken = match &login.from {
+            Some(from) => {
+                let row: Option<(String, i64, Option<String>, String)> = sqlx::query_as(TAKE_FROM)
+                    .bind(from.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(sqlx_error)?;
+                row
+            }
+            None => None,
+        };
+        let (mut data, mut events) = carried_data(taken, &user.id, now)?;
+        let row = login_row(login, &mut data)?;
+        bind_row!(sqlx::query(&insert_sql()), &row)
+            .execute(&mut *tx)
+            .await
+            .map_err(sqlx_error)?;
+        let mut evicted = Vec::new();
+        if let Some(max) = login.max_sessions {
+            // Keep the newest `max - 1` others (the new session is one).
+            let keep = i64::try_from(max.max(1) - 1).unwrap_or(i64::MAX);
+            let rows: Vec<(String, i64)> = sqlx::query_as(EVICT)
+                .bind(&user.id)
+                .bind(login.session.id.as_str())
+                .bind(t)
+                .bind(keep)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(sqlx_error)?;
+            let (ended, live) = ends(&rows, now, EndReason::Revoked)?;
+            events.extend(ended);
+            evicted = live;
+        }
+        tx.commit().await.map_err(sqlx_error)?;
+        self.publish(events);
+        Ok(LoginOutcome { data, evicted })
+    }
+
+    async fn destroy(&self, id: &SessionId, reason: EndReason, now: Millis) -> Result<bool> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(DESTROY)
+            .bind(id.as_str())
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(sqlx_error)?;
+        let (events, live) = ends(&rows, now, reason)?;
+        self.publish(events);
+        Ok(!live.is_empty())
+    }
+
+    async fn list_sessions(&self, user_id: &str, now: Millis) -> Result<Vec<SessionInfo>> {
+        self.delete(PRUNE_USER, user_id, now, EndReason::Expired)
+            .await?;
+        let rows: Vec<InfoRow> = sqlx::query_as(LIST)
+            .bind(user_id)
+            .bind(db_time(now)?)
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(sqlx_error)?;
+        let mut list = rows.into_iter().map(info).collect::<Result<Vec<_>>>()?;
+        sort_listing(&mut list);
+        Ok(list)
+    }
+
+    async fn revoke(&self, user_id: &str, scope: &Revoke, now: Millis) -> Result<Vec<SessionId>> {
+        if let Revoke::One(one) = scope {
+            let rows: Vec<(String, i64)> = sqlx::query_as(REVOKE_ONE)
+                .bind(one.as_str())
+                .bind(user_id)
+                .fetch_all(&self.inner.pool)
+                .await
+                .map_err(sqlx_error)?;
+            let (events, live) = ends(&rows, now, EndReason::Revoked)?;
+            self.publish(events);
+            return Ok(live);
+        }
+        let keep = match scope {
+            Revoke::AllExcept(keep) => keep.as_str(),
+            _ => "",
+        };
+        let mut revoked = Vec::new();
+        loop {
+            let rows: Vec<(String, i64)> = sqlx::query_as(REVOKE_CHUNK)
+                .bind(user_id)
+                .bind(keep)
+                .fetch_all(&self.inner.pool)
+                .await
+                .map_err(sqlx_error)?;
+            if rows.is_empty() {
+                return Ok(revoked);
+            }
+            let (events, live) = ends(&rows, now, EndReason::Revoked)?;
+            self.publish(events);
+            revoked.extend(live);
+        }
+    }
+
+    async fn sync_user(&self, user: &BoundUser, now: Millis) -> Result<usize> {
+        let t = db_time(now)?;
+        let mut count = 0;
+        let mut after = String::new();
+        loop {
+            let ids: Vec<(String,)> = sqlx::query_as(SYNC_CHUNK)
+                .bind(&user.id)
+                .bind(&user.json)
+                .bind(t)
+                .bind(&after)
+                .fetch_all(&self.inner.pool)
+                .await
+                .map_err(sqlx_error)?;
+            let chunk = ids.len();
+            match ids.into_iter().map(|(id,)| id).max() {
+                Some(last) => {
+                    count += chunk;
+                    after = last;
+                }
+                None => return Ok(count),
+            }
+        }
+    }
+
+    async fn connect(&self, conn: &Connection, lease_until: Millis, now: Millis) -> Result<bool> {
+        let t = db_time(now)?;
+        let mut tx = self.write_lock().await?;
+        let touched: Option<(String,)> = sqlx::query_as(TOUCH)
+            .bind(conn.session.as_str())
+            .bind(t)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(sqlx_error)?;
+        if touched.is_none() {
+            drop(tx);
+            self.expire(&conn.session, now).await?;
+            return Ok(false);
+        }
+        sqlx::query(DROP_LEASES)
+            .bind(conn.session.as_str())
+            .bind(t)
+            .bind(&conn.id)
+            .execute(&mut *tx)
+            .await
+            .map_err(sqlx_error)?;
+        sqlx::query(REGISTER)
+            .bind(conn.session.as_str())
+            .bind(&conn.id)
+            .bind(&conn.node)
+            .bind(db_time(conn.opened_at)?)
+            .bind(db_time(lease_until)?)
+            .execute(&mut *tx)
+            .await
+            .map_err(sqlx_error)?;
+        tx.commit().await.map_err(sqlx_error)?;
+        Ok(true)
+    }
+
+    async fn fetch(&self, f: &Fetch) -> Result<Option<Fetched>> {
+        fetch(self, f).await
+    }
+
+    async fn disconnect(&self, id: &SessionId, connection_id: &str) -> Result<()> {
+        sqlx::query(DISCONNECT)
+            .bind(id.as_str())
+            .bind(connection_id)
+            .execute(&self.inner.pool)
+            .await
+            .map_err(sqlx_error)?;
+        Ok(())
+    }
+
+    async fn list_connections(&self, user_id: &str, now: Millis) -> Result<Vec<Connection>> {
+        let rows: Vec<ConnectionRow> = sqlx::query_as(LIST_CONNECTIONS)
+            .bind(user_id)
+            .bind(db_time(now)?)
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(sqlx_error)?;
+        rows.into_iter().map(connection).collect()
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<SessionEnded> {
+        self.inner.events.subscribe()
+    }
+}
