@@ -35,7 +35,14 @@ impl Drop for Demo {
 
 /// Starts the demo example's binary, as `cargo run --example demo` does,
 /// on a free port and on the Redis at `redis_url`.
-async fn spawn_demo(redis_url: &str) -> Demo {
+/// Runs the demo's binary with its store at `url` (`REDIS_URL` or
+/// `DATABASE_URL`, by the URL's scheme).
+async fn spawn_demo(url: &str) -> Demo {
+    let store_var = if url.starts_with("redis") {
+        "REDIS_URL"
+    } else {
+        "DATABASE_URL"
+    };
     // Tests run from target/<profile>/deps; examples are built next to it.
     let exe = std::env::current_exe().unwrap();
     let bin = exe
@@ -53,7 +60,9 @@ async fn spawn_demo(redis_url: &str) -> Demo {
         .port();
     let process = std::process::Command::new(bin)
         .env("PORT", port.to_string())
-        .env("REDIS_URL", redis_url)
+        .env_remove("REDIS_URL")
+        .env_remove("DATABASE_URL")
+        .env(store_var, url)
         .env("RUST_LOG", "warn")
         .stdout(std::process::Stdio::null())
         .spawn()
@@ -373,8 +382,18 @@ async fn revoke_other_and_expect_close(revoker: &Browser, socket: &mut Socket) {
 #[tokio::test]
 async fn two_demo_processes_on_one_redis_share_sessions() {
     let redis = support::redis::RedisServer::start();
-    let a = spawn_demo(&redis.url()).await;
-    let b = spawn_demo(&redis.url()).await;
+    two_processes_share_sessions(&redis.url()).await;
+}
+
+#[tokio::test]
+async fn two_demo_processes_on_one_postgresql_share_sessions() {
+    let postgres = support::postgres::PgServer::start();
+    two_processes_share_sessions(postgres.url()).await;
+}
+
+async fn two_processes_share_sessions(url: &str) {
+    let a = spawn_demo(url).await;
+    let b = spawn_demo(url).await;
 
     let phone = Browser::new(&a);
     phone.login("dora").await;
