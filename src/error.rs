@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use crate::store::StoreError;
+use crate::store::{StoreError, StoreErrorKind};
 
 /// What can go wrong when using a session.
 ///
@@ -11,7 +11,8 @@ use crate::store::StoreError;
 ///
 /// | variant | status | body |
 /// |---|---|---|
-/// | [`Error::Store`] | 503 Service Unavailable | `session store unavailable` |
+/// | [`Error::Store`] (backend down or slow, data unreadable) | 503 Service Unavailable | `session store unavailable` |
+/// | [`Error::Store`] with [`StoreErrorKind::Invalid`] (a request the store refused) | 500 Internal Server Error | `session store error` |
 /// | [`Error::Serialization`] | 500 Internal Server Error | `session data error` |
 /// | [`Error::MissingLayer`] | 500 Internal Server Error | `Session extractor used without SessionLayer` |
 /// | [`Error::NoSession`] | 401 Unauthorized | `no session` |
@@ -42,6 +43,9 @@ impl Error {
     /// The HTTP status this error answers with.
     pub fn status(&self) -> http::StatusCode {
         match self {
+            Error::Store(e) if e.kind() == StoreErrorKind::Invalid => {
+                http::StatusCode::INTERNAL_SERVER_ERROR
+            }
             Error::Store(_) => http::StatusCode::SERVICE_UNAVAILABLE,
             Error::Serialization(_) | Error::MissingLayer | Error::NotLoaded => {
                 http::StatusCode::INTERNAL_SERVER_ERROR
@@ -53,6 +57,7 @@ impl Error {
     /// The short response body.
     pub(crate) fn body(&self) -> &'static str {
         match self {
+            Error::Store(e) if e.kind() == StoreErrorKind::Invalid => "session store error",
             Error::Store(_) => "session store unavailable",
             Error::Serialization(_) => "session data error",
             Error::MissingLayer => "Session extractor used without SessionLayer",

@@ -565,6 +565,7 @@ where
         .await
         .expect_err("a row with unreadable data");
     assert!(err.to_string().contains("unreadable"), "{err}");
+    assert_eq!(err.kind(), sessionkit::store::StoreErrorKind::Corrupt);
     corrupt("UPDATE sessionkit_sessions SET data = '{}', last_seen = -5").await;
     assert!(store
         .rotate(&Rotation {

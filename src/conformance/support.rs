@@ -13,7 +13,7 @@ pub(super) use crate::clock::{Clock, Millis, SystemClock};
 pub(super) use crate::store::{
     BoundUser, Connection, Delta, EndReason, Fetch, Fetched, LoadOptions, Login, Lookup,
     NewSession, Revoke, Rotated, Rotation, SessionEnded, SessionInfo, SessionRecord, SessionStore,
-    TokenState,
+    StoreErrorKind, TokenState,
 };
 pub(super) use crate::token::{random_id, seal, unseal, SessionId, Tag, Token};
 

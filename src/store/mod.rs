@@ -31,7 +31,7 @@ pub use self::sql::postgres::PostgresStore;
 pub use self::sql::sqlite::SqliteStore;
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 pub use self::sql::CleanupHandle;
-pub use error::StoreError;
+pub use error::{StoreError, StoreErrorKind};
 pub use memory::MemoryStore;
 pub use types::*;
 

@@ -150,7 +150,7 @@ impl NewSession {
     /// makes it: a user's sessions and index share one partition of a store.
     pub fn check_user_tag(&self) -> Result<(), StoreError> {
         match &self.user {
-            Some(user) if self.id.tag() != Tag::for_user(&user.id) => Err(StoreError::corrupt(
+            Some(user) if self.id.tag() != Tag::for_user(&user.id) => Err(StoreError::invalid(
                 "a logged-in session must carry its user's tag",
             )),
             _ => Ok(()),

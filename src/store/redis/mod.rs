@@ -195,12 +195,12 @@ impl RedisStoreBuilder {
 
     fn check(&self) -> Result<()> {
         if self.prefix.contains(['{', '}']) {
-            return Err(StoreError::backend(
+            return Err(StoreError::invalid(
                 "the key prefix may not contain `{` or `}`: they would change the cluster hash tag",
             ));
         }
         if self.timeout.is_zero() || self.timeout > MAX_COMMAND_TIMEOUT {
-            return Err(StoreError::backend(
+            return Err(StoreError::invalid(
                 "the command timeout must be positive and at most an hour (MAX_COMMAND_TIMEOUT)",
             ));
         }

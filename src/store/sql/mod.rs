@@ -278,12 +278,12 @@ fn login_user(login: &Login) -> Result<&BoundUser> {
         .session
         .user
         .as_ref()
-        .ok_or_else(|| StoreError::corrupt("a login needs a user"))
+        .ok_or_else(|| StoreError::invalid("a login needs a user"))
 }
 
 /// A time from the caller, as the database stores it.
 fn db_time(ms: Millis) -> Result<i64> {
-    i64::try_from(ms).map_err(|_| StoreError::backend("a time past the year 292 million"))
+    i64::try_from(ms).map_err(|_| StoreError::invalid("a time past the year 292 million"))
 }
 
 /// A deadline as the database stores it: past what `i64` holds it is
