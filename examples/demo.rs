@@ -18,7 +18,7 @@
 //! `DELETE /api/sessions/{id}`, `POST /api/logout-everywhere`,
 //! `POST /api/logout-others`, `GET /api/connections`, `GET /ws`.
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{FromRequest, Path, Request};
@@ -28,6 +28,7 @@ use axum::routing::{delete, get, post};
 use axum::{Form, Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use sessionkit::clock::{Clock, Millis, SystemClock};
 use sessionkit::{
     LiveSession, Regeneration, Session, SessionId, SessionLayer, SessionStore, SessionUser,
 };
@@ -118,14 +119,8 @@ pub fn app(
         .layer(layer(store, regeneration)?))
 }
 
-fn unix_ms(t: SystemTime) -> u64 {
-    t.duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
-fn age_secs(t: Option<SystemTime>) -> Option<u64> {
-    t.and_then(|t| SystemTime::now().duration_since(t).ok())
-        .map(|d| d.as_secs())
+fn age_secs(t: Option<Millis>) -> Option<u64> {
+    t.map(|t| SystemClock.now().saturating_sub(t) / 1000)
 }
 
 fn state_json(session: &Session) -> Result<Value, sessionkit::Error> {
@@ -135,7 +130,7 @@ fn state_json(session: &Session) -> Result<Value, sessionkit::Error> {
         "user": user.map(|u| u.name),
         "counter": counter,
         "token_age_secs": age_secs(session.ttg()),
-        "rotated_at_ms": session.rotated_at().map(unix_ms),
+        "rotated_at_ms": session.rotated_at(),
     }))
 }
 

@@ -10,7 +10,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// Milliseconds since the Unix epoch: the one time unit stores deal in.
+/// Milliseconds since the Unix epoch: the crate's one time type. Every time
+/// in the public API is one (session getters, listings, connections, the
+/// store seam); [`to_system_time`] converts.
 pub type Millis = u64;
 
 /// A source of the current time.
@@ -67,8 +69,13 @@ impl Clock for ManualClock {
     }
 }
 
-/// Converts a store timestamp to a `SystemTime`.
-pub(crate) fn to_system_time(ms: Millis) -> SystemTime {
+/// Converts a time of this crate to a `SystemTime`.
+///
+/// ```
+/// use std::time::{Duration, UNIX_EPOCH};
+/// assert_eq!(sessionkit::clock::to_system_time(1_500), UNIX_EPOCH + Duration::from_millis(1_500));
+/// ```
+pub fn to_system_time(ms: Millis) -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(ms)
 }
 

@@ -5,7 +5,7 @@
 mod support;
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::routing;
@@ -78,10 +78,7 @@ async fn harness(backend: Backend, policy: StaleTokenPolicy) -> Harness {
                 let mut keys = s.keys()?;
                 keys.sort();
                 let n: u64 = s.get("n").ok().flatten().unwrap_or(0);
-                let ttg = s
-                    .ttg()
-                    .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
-                    .map(|d| d.as_millis() as u64);
+                let ttg = s.ttg();
                 let state = serde_json::json!({
                     "id": s.id().map(|i| i.to_string()),
                     "n": n,

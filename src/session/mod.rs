@@ -21,13 +21,13 @@ mod load;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::OnceCell;
 
-use crate::clock::{ms, to_system_time, Millis};
+use crate::clock::{ms, Millis};
 use crate::error::Error;
 use crate::shared::Shared;
 use crate::store::{Delta, SessionRecord};
@@ -277,33 +277,26 @@ impl Session {
         Ok(())
     }
 
-    /// When the current token was generated (TTG).
-    pub fn ttg(&self) -> Option<SystemTime> {
-        self.state().record.as_ref().map(|r| to_system_time(r.ttg))
+    /// When the current token was generated (TTG), in [`Millis`]
+    /// ([`to_system_time`](crate::clock::to_system_time) converts); `None`
+    /// for a session not stored yet.
+    pub fn ttg(&self) -> Option<Millis> {
+        self.state().record.as_ref().map(|r| r.ttg)
     }
 
     /// When the session's token was last replaced automatically.
-    pub fn rotated_at(&self) -> Option<SystemTime> {
-        self.state()
-            .record
-            .as_ref()
-            .and_then(|r| r.rotated_at.map(to_system_time))
+    pub fn rotated_at(&self) -> Option<Millis> {
+        self.state().record.as_ref().and_then(|r| r.rotated_at)
     }
 
-    /// When the session started.
-    pub fn created_at(&self) -> Option<SystemTime> {
-        self.state()
-            .record
-            .as_ref()
-            .map(|r| to_system_time(r.created_at))
+    /// When the session started (or its user logged in).
+    pub fn created_at(&self) -> Option<Millis> {
+        self.state().record.as_ref().map(|r| r.created_at)
     }
 
     /// When the session ends if not used again (idle or absolute deadline).
-    pub fn expires_at(&self) -> Option<SystemTime> {
-        self.state()
-            .record
-            .as_ref()
-            .map(|r| to_system_time(r.deadline()))
+    pub fn expires_at(&self) -> Option<Millis> {
+        self.state().record.as_ref().map(|r| r.deadline())
     }
 
     /// The logged-in user, as given to [`login`](Self::login) (or
