@@ -15,13 +15,23 @@
 -- ARGV[1] is the base, ARGV[2] the channel session-ended events go to.
 -- Times are milliseconds since the epoch, given by the caller.
 --
+-- The prelude and the scripts are loaded once as a Redis Functions library
+-- (`FUNCTION LOAD`, called with `FCALL`), so that none of this is run again
+-- per call; on servers without Functions, each script runs with `EVALSHA`
+-- as the prelude followed by the script. Either way `begin` hands the call's
+-- keys and arguments to the prelude first.
+--
 -- The token rules are those of `src/store/tokens.rs`, ported: the current
 -- token works until the session's deadlines, adopted or not; the previous
 -- one works until `grace`, and its requests get the sealed replacement
 -- again until `resend`, a fresh one after, nothing once it is adopted.
 
-local BASE = ARGV[1]
-local CHANNEL = ARGV[2]
+local KEYS, ARGV, BASE, CHANNEL
+
+local function begin(keys, args)
+  KEYS, ARGV, BASE, CHANNEL = keys, args, args[1], args[2]
+end
+
 local META = {'created', 'seen', 'idle', 'abs', 'ttg', 'rot', 'renew', 'uid', 'user', 'label',
               'cur', 'adopted', 'resend', 'prev', 'grace'}
 -- unpack() is limited by the Lua stack: long argument lists go in chunks.
