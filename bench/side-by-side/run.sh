@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The side-by-side benchmark in one command (see src/main.rs):
-#   bench/side-by-side/run.sh [--sessions 1000] [--duration 5] [--connections 32]
+#   bench/side-by-side/run.sh [--sessions 1000] [--duration 3] [--rounds 3]
 # Builds the apps and the driver (release), installs wrk when missing, and
-# prints a markdown table. About a minute at 1,000 sessions, two or three at
+# prints a markdown table. About two minutes at 1,000 sessions, three at
 # 100,000 (the logins of the setup).
 set -euo pipefail
 cd "$(dirname "$0")"

@@ -49,7 +49,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse()?;
     let app = match &args.store {
         Store::Memory => app(sessionkit::MemoryStore::new()),
-        Store::Redis(url) => app(sessionkit::RedisStore::connect(url).await?),
+        Store::Redis(url) => {
+            let mut builder = sessionkit::RedisStore::builder();
+            // For trying other connection counts: the default otherwise.
+            if let Some(n) = std::env::var("SESSIONKIT_CONNECTIONS")
+                .ok()
+                .and_then(|n| n.parse().ok())
+            {
+                builder = builder.connections(n);
+            }
+            app(builder.connect(url).await?)
+        }
     };
     side_by_side::serve(args.port, app).await?;
     Ok(())
