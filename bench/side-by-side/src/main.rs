@@ -385,7 +385,9 @@ impl Bench {
         };
         let app = App::start(&self.bin_dir, peer, redis.as_ref().map(|r| r.url.as_str())).await?;
         let store = if on_redis { "redis" } else { "memory" };
-        let cookies = self.dir.join(format!("cookies-{}-{store}.txt", peer.binary()));
+        let cookies = self
+            .dir
+            .join(format!("cookies-{}-{store}.txt", peer.binary()));
         let started = Instant::now();
         app.mint(self.o.sessions, &cookies).await?;
         eprintln!(
