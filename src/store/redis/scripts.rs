@@ -30,6 +30,8 @@ pub(super) struct Script {
     /// Functions, and that script's SHA-1 (from `redis::Script`).
     eval_code: &'static str,
     eval: LazyLock<redis::Script>,
+    /// The function's name in the library, made once rather than per call.
+    function: LazyLock<String>,
 }
 
 const PRELUDE: &str = include_str!("lua/prelude.lua");
@@ -55,6 +57,7 @@ macro_rules! script {
             body: include_str!(concat!("lua/", $file, ".lua")),
             eval_code: eval_code!($file),
             eval: LazyLock::new(|| redis::Script::new(eval_code!($file))),
+            function: LazyLock::new(|| format!("{}_{}", LIBRARY.prefix, $file)),
         };
     };
 }
@@ -142,7 +145,7 @@ impl Call {
         let mut cmd = match mode {
             Mode::Functions => {
                 let mut cmd = redis::cmd("FCALL");
-                cmd.arg(format!("{}_{}", LIBRARY.prefix, script.name));
+                cmd.arg(script.function.as_str());
                 cmd
             }
             Mode::Scripts => {
