@@ -14,10 +14,7 @@
 //! `--duration` seconds on the read route (`GET /api/me`) and the write
 //! route (`POST /api/counter`) of each app in turn, so that a busy moment of
 //! the machine falls on both peers alike, and keeps each case's best round.
-//! Around each Redis run it reads `INFO commandstats`; once per Redis case
-//! it also runs one request at a time for a second (`wrk -t1 -c1`), whose
-//! server time per request is not stretched by the machine's other work
-//! preempting Redis mid-command, as times under load are. Last the bare route
+//! Around each Redis run it reads `INFO commandstats`. Last the bare route
 //! (no session layer) for the baseline, and a markdown table.
 //!
 //! Commands a script runs are counted by Redis as well, and their time is
@@ -287,21 +284,10 @@ struct Load {
 
 /// Runs wrk on `url` for `secs` seconds with the cookies of `file`.
 fn wrk(o: &Opts, url: &str, method: &str, file: &Path, secs: u64) -> Result<Load, Error> {
-    wrk_with(o.threads, o.connections, url, method, file, secs)
-}
-
-fn wrk_with(
-    threads: usize,
-    connections: usize,
-    url: &str,
-    method: &str,
-    file: &Path,
-    secs: u64,
-) -> Result<Load, Error> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("rotate.lua");
     let out = Command::new("wrk")
-        .arg(format!("-t{threads}"))
-        .arg(format!("-c{connections}"))
+        .arg(format!("-t{}", o.threads))
+        .arg(format!("-c{}", o.connections))
         .arg(format!("-d{secs}s"))
         .args(["--timeout", "2s", "-s"])
         .arg(&script)
@@ -347,8 +333,6 @@ struct Row {
     /// Commands per request and Redis µs per request (Redis cases).
     trips: Option<f64>,
     usec: Option<f64>,
-    /// Redis µs per request with one request at a time (see `quiet`).
-    quiet_usec: Option<f64>,
 }
 
 fn redis_cost(
@@ -442,22 +426,8 @@ impl Bench {
             row.trips = Some(trips);
             row.usec = Some(usec);
         }
-        let quiet = s.rows[route].and_then(|r| r.quiet_usec);
         if s.rows[route].is_none_or(|best| best.rps < row.rps) {
             s.rows[route] = Some(row);
-        }
-        // Under load, commandstats times stretch with every preemption of
-        // the server on a machine this busy; one request at a time, for a
-        // second, shows what a request costs the server itself.
-        if let (Some(r), Some(best)) = (s.redis.as_mut(), s.rows[route].as_mut()) {
-            best.quiet_usec = match quiet {
-                Some(q) => Some(q),
-                None => {
-                    let before = r.stats().await?;
-                    let load = wrk_with(1, 1, &url, method, &s.cookies, 1)?;
-                    Some(redis_cost(&before, &r.stats().await?, load.requests).1)
-                }
-            };
         }
         Ok(())
     }
@@ -535,21 +505,19 @@ async fn run(bench: &Bench) -> Result<String, Error> {
         "{} sessions, wrk -t{} -c{} -d{}s per case, best of {} rounds, {cores} cores, Redis {version}\n\n",
         o.sessions, o.threads, o.connections, o.duration, o.rounds
     );
-    t += "| case | sessionkit rps | tower-sessions rps | ratio | round trips (sk / ts) | Redis µs per request under load (sk / ts) | Redis µs per request, one at a time (sk / ts) |\n";
-    t += "|---|---:|---:|---:|---:|---:|---:|\n";
+    t += "| case | sessionkit rps | tower-sessions rps | ratio | round trips (sk / ts) | Redis µs per request (sk / ts) |\n";
+    t += "|---|---:|---:|---:|---:|---:|\n";
     for (name, route) in [("Redis read", 0), ("Redis write", 1)] {
         let (sk, ts) = (row(0, route), row(1, route));
         t += &format!(
-            "| {name} | {:.0} | {:.0} | {:.2} | {} / {} | {} / {} | {} / {} |\n",
+            "| {name} | {:.0} | {:.0} | {:.2} | {} / {} | {} / {} |\n",
             sk.rps,
             ts.rps,
             sk.rps / ts.rps,
             num(sk.trips, 2),
             num(ts.trips, 2),
             num(sk.usec, 2),
-            num(ts.usec, 2),
-            num(sk.quiet_usec, 2),
-            num(ts.quiet_usec, 2)
+            num(ts.usec, 2)
         );
     }
     t += "\n| case | sessionkit rps | tower-sessions rps | ratio | sessionkit / bare | tower-sessions / bare |\n";
