@@ -91,7 +91,7 @@ async fn a_read_costs_one_command_a_write_two_an_untouched_route_none() {
     let prefix = random_prefix();
     let app = layered(store(&url, &prefix).await, |b| b);
     let token = send(&app, post("/count", None)).await.cookie().unwrap();
-    // Scripts are loaded on first use; count from then on.
+    // Count from the second request on: the first ones mint the session.
     send(&app, get("/read", Some(&token))).await;
     send(&app, post("/count", Some(&token))).await;
 
@@ -108,17 +108,11 @@ async fn a_read_costs_one_command_a_write_two_an_untouched_route_none() {
         })
         .await;
         let after = command_stats(&url).await;
-        let evalsha = delta(&before, &after, "evalsha");
-        assert_eq!(
-            evalsha, expected,
-            "{uri}: EVALSHA calls in INFO commandstats"
-        );
-        assert_eq!(delta(&before, &after, "eval"), 0, "{uri}: no EVAL");
-        assert_eq!(
-            delta(&before, &after, "script|load"),
-            0,
-            "{uri}: no SCRIPT LOAD"
-        );
+        let fcall = delta(&before, &after, "fcall");
+        assert_eq!(fcall, expected, "{uri}: FCALL calls in INFO commandstats");
+        for other in ["evalsha", "eval", "script|load", "function|load"] {
+            assert_eq!(delta(&before, &after, other), 0, "{uri}: no {other}");
+        }
         assert_eq!(
             sent.len() as u64,
             expected,
@@ -633,4 +627,137 @@ async fn store_options_that_would_overflow_are_refused() {
         .connect(&url)
         .await
         .is_ok());
+}
+
+/// The names of the Functions libraries a server holds.
+async fn libraries(url: &str) -> Vec<String> {
+    let list: ::redis::Value = query(url, ::redis::cmd("FUNCTION").arg("LIST")).await;
+    let ::redis::Value::Array(libs) = list else {
+        panic!("FUNCTION LIST: {list:?}")
+    };
+    libs.iter()
+        .filter_map(|lib| match lib {
+            ::redis::Value::Array(fields) | ::redis::Value::Set(fields) => {
+                fields.windows(2).find_map(|w| match (&w[0], &w[1]) {
+                    (::redis::Value::BulkString(k), ::redis::Value::BulkString(v))
+                        if k == b"library_name" =>
+                    {
+                        Some(String::from_utf8_lossy(v).into_owned())
+                    }
+                    _ => None,
+                })
+            }
+            ::redis::Value::Map(fields) => fields.iter().find_map(|(k, v)| match (k, v) {
+                (::redis::Value::BulkString(k), ::redis::Value::BulkString(v))
+                    if k == b"library_name" =>
+                {
+                    Some(String::from_utf8_lossy(v).into_owned())
+                }
+                _ => None,
+            }),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_library_is_loaded_again_after_a_flush_or_a_restart() {
+    let mut server = RedisServer::start();
+    let url = server.url();
+    let app = layered(store(&url, &random_prefix()).await, |b| b);
+    let ours = libraries(&url).await;
+    assert_eq!(ours.len(), 1, "one library, loaded on connect: {ours:?}");
+    assert!(ours[0].starts_with("sessionkit_"), "{ours:?}");
+    let token = send(&app, post("/count", None)).await.cookie().unwrap();
+
+    // Flushed: the next call loads it again and goes on with the session.
+    let _: () = query(&url, ::redis::cmd("FUNCTION").arg("FLUSH")).await;
+    assert!(libraries(&url).await.is_empty());
+    let res = send(&app, post("/count", Some(&token))).await;
+    assert_eq!((res.status, res.body.as_str()), (StatusCode::OK, "2"));
+    assert_eq!(libraries(&url).await, ours);
+
+    // Restarted without its data (no persistence): the library is gone with
+    // it, and comes back with the first request that reconnects.
+    server.restart();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let res = send(&app, post("/count", None)).await;
+        if res.status == StatusCode::OK {
+            assert_eq!(res.body, "1");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the store did not heal");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(libraries(&url).await, ours);
+}
+
+#[tokio::test]
+async fn without_functions_scripts_run_with_evalsha_and_are_loaded_again() {
+    let server = RedisServer::start();
+    let url = server.url();
+    // A user that may not use FUNCTION stands in for a server before 7.0.
+    let _: () = query(
+        &url,
+        ::redis::cmd("ACL")
+            .arg("SETUSER")
+            .arg("nofn")
+            .arg("on")
+            .arg(">pw")
+            .arg("~*")
+            .arg("&*")
+            .arg("+@all")
+            .arg("-function"),
+    )
+    .await;
+    let limited = url.replacen("redis://", "redis://nofn:pw@", 1);
+    let app = layered(store(&limited, &random_prefix()).await, |b| b);
+    let token = send(&app, post("/count", None)).await.cookie().unwrap();
+    send(&app, get("/read", Some(&token))).await;
+
+    let before = command_stats(&url).await;
+    let res = send(&app, get("/read", Some(&token))).await;
+    assert_eq!((res.status, res.body.as_str()), (StatusCode::OK, "1"));
+    let after = command_stats(&url).await;
+    assert_eq!(delta(&before, &after, "evalsha"), 1, "one EVALSHA a read");
+    assert_eq!(delta(&before, &after, "fcall"), 0, "no FCALL");
+    assert!(libraries(&url).await.is_empty());
+
+    let _: () = query(&url, ::redis::cmd("SCRIPT").arg("FLUSH")).await;
+    let res = send(&app, post("/count", Some(&token))).await;
+    assert_eq!((res.status, res.body.as_str()), (StatusCode::OK, "2"));
+}
+
+#[tokio::test]
+async fn every_cluster_master_gets_the_library_and_gets_it_again_after_a_flush() {
+    let cluster = RedisCluster::start();
+    let urls = cluster.urls();
+    let store = RedisStore::builder()
+        .prefix(random_prefix())
+        .cluster(&urls)
+        .await
+        .expect("connect to the cluster");
+    let masters = cluster_masters(&urls).await;
+    let ours = libraries(&masters[0]).await;
+    assert_eq!(ours.len(), 1, "{ours:?}");
+    for master in &masters {
+        assert_eq!(libraries(master).await, ours, "{master}");
+    }
+    let app = layered(store, |b| b);
+    let mut tokens = Vec::new();
+    for _ in 0..20 {
+        tokens.push(send(&app, post("/count", None)).await.cookie().unwrap());
+    }
+    for master in &masters {
+        let _: () = query(master, ::redis::cmd("FUNCTION").arg("FLUSH")).await;
+    }
+    // Sessions on every master (20 spread over 3) work on.
+    for token in &tokens {
+        let res = send(&app, post("/count", Some(token))).await;
+        assert_eq!((res.status, res.body.as_str()), (StatusCode::OK, "2"));
+    }
+    for master in &masters {
+        assert_eq!(libraries(master).await, ours, "{master}");
+    }
 }

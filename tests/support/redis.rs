@@ -662,7 +662,8 @@ pub async fn connection(url: &str) -> redis::aio::MultiplexedConnection {
         .unwrap_or_else(|e| panic!("connect to {url}: {e}"))
 }
 
-async fn query<T: redis::FromRedisValue>(url: &str, cmd: &redis::Cmd) -> T {
+/// Runs one command on a fresh connection to `url`, panicking on errors.
+pub async fn query<T: redis::FromRedisValue>(url: &str, cmd: &redis::Cmd) -> T {
     let mut con = connection(url).await;
     cmd.query_async(&mut con)
         .await

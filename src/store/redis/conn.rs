@@ -1,5 +1,11 @@
-//! The connection to Redis (one server or a cluster), and how it is kept
-//! usable.
+//! The connections to Redis (one server or a cluster), how scripts are
+//! called on them, and how they are kept usable.
+//!
+//! On one server the store keeps a few multiplexed connections and spreads
+//! calls over them in turn: one connection serializes every request's
+//! encoding, writing and reply parsing behind a single driver task, which
+//! under load became the client's bottleneck. A cluster connection is
+//! already one connection per node.
 //!
 //! The `redis` crate reconnects when a connection breaks, but not when it
 //! goes silent (a firewall or load balancer dropped its state, the peer
@@ -8,14 +14,15 @@
 //! which also keep idle connections from being dropped, and after a few
 //! timeouts in a row the store opens a new connection and drops the old one.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::io::tcp::TcpSettings;
-use redis::{FromRedisValue, RedisResult, ScriptInvocation};
+use redis::{ErrorKind, FromRedisValue, RedisError, RedisResult, ServerErrorKind, Value};
 
+use super::scripts::{function_load, Call, Mode};
 use crate::store::{Result, StoreError};
 
 /// Timeouts in a row after which the connection is replaced.
@@ -43,17 +50,6 @@ pub(super) enum Conn {
 }
 
 impl Conn {
-    pub(super) async fn invoke<T: FromRedisValue>(
-        &self,
-        inv: &ScriptInvocation<'_>,
-    ) -> RedisResult<T> {
-        match self {
-            Conn::Single(c) => inv.invoke_async(&mut c.clone()).await,
-            #[cfg(feature = "redis-cluster")]
-            Conn::Cluster(c) => inv.invoke_async(&mut c.clone()).await,
-        }
-    }
-
     pub(super) async fn query<T: FromRedisValue>(&self, cmd: &redis::Cmd) -> RedisResult<T> {
         match self {
             Conn::Single(c) => cmd.query_async(&mut c.clone()).await,
@@ -63,61 +59,114 @@ impl Conn {
     }
 }
 
-/// How to open a connection, again if need be.
+/// How to open the connections, again if need be.
 #[derive(Clone)]
 pub(super) enum Source {
-    Single(redis::Client, ConnectionManagerConfig),
+    /// A server, its connections' settings and how many to open.
+    Single(redis::Client, ConnectionManagerConfig, usize),
     #[cfg(feature = "redis-cluster")]
     Cluster(redis::cluster::ClusterClient),
 }
 
 impl Source {
-    async fn open(&self) -> RedisResult<Conn> {
+    async fn open(&self) -> RedisResult<Vec<Conn>> {
         match self {
-            Source::Single(client, config) => Ok(Conn::Single(
-                client
-                    .get_connection_manager_with_config(config.clone())
-                    .await?,
-            )),
+            Source::Single(client, config, count) => {
+                let mut conns = Vec::with_capacity(*count);
+                for _ in 0..(*count).max(1) {
+                    conns.push(Conn::Single(
+                        client
+                            .get_connection_manager_with_config(config.clone())
+                            .await?,
+                    ));
+                }
+                Ok(conns)
+            }
             #[cfg(feature = "redis-cluster")]
-            Source::Cluster(client) => Ok(Conn::Cluster(client.get_async_connection().await?)),
+            Source::Cluster(client) => {
+                Ok(vec![Conn::Cluster(client.get_async_connection().await?)])
+            }
         }
     }
 }
 
-/// The store's connection, its command timeout, and the count of timeouts
-/// in a row that decides when to replace it.
+/// The store's connections, how the server runs scripts, the command
+/// timeout, and the count of timeouts in a row that decides when to
+/// replace the connections.
 pub(super) struct Link {
     source: Source,
-    conn: RwLock<Conn>,
+    conns: RwLock<Vec<Conn>>,
+    next: AtomicUsize,
+    mode: Mode,
     timeout: Duration,
     timeouts: AtomicU32,
     reconnecting: AtomicBool,
 }
 
+/// Whether a server that answered `err` lacks the library or the script
+/// (it restarted, or they were flushed) and should be given it again.
+fn needs_load(mode: Mode, err: &RedisError) -> bool {
+    match mode {
+        Mode::Functions => {
+            err.kind() == ErrorKind::Server(ServerErrorKind::ResponseError)
+                && err
+                    .detail()
+                    .is_some_and(|d| d.starts_with("Function not found"))
+        }
+        Mode::Scripts => err.kind() == ErrorKind::Server(ServerErrorKind::NoScript),
+    }
+}
+
 impl Link {
-    /// Opens the first connection, within `timeout`.
+    /// Opens the connections and loads the library, within `timeout`.
     pub(super) async fn open(source: Source, timeout: Duration) -> Result<Arc<Link>> {
-        let conn = tokio::time::timeout(timeout, source.open())
+        let opening = async {
+            let conns = source.open().await?;
+            let first = conns
+                .first()
+                .ok_or_else(|| RedisError::from((ErrorKind::Client, "no connection opened")))?;
+            let mode = match first.query::<Value>(&function_load()).await {
+                Ok(_) => Mode::Functions,
+                // A server without Functions (before 7.0), or one that
+                // refuses them (an ACL, a renamed command): scripts work
+                // there too.
+                Err(err) if matches!(err.kind(), ErrorKind::Server(_) | ErrorKind::Extension) => {
+                    tracing::debug!(error = %err, "no Redis Functions: scripts are sent with EVALSHA");
+                    Mode::Scripts
+                }
+                Err(err) => return Err(err),
+            };
+            Ok((conns, mode))
+        };
+        let (conns, mode) = tokio::time::timeout(timeout, opening)
             .await
             .map_err(|_| StoreError::timeout())?
             .map_err(StoreError::backend)?;
         Ok(Arc::new(Link {
             source,
-            conn: RwLock::new(conn),
+            conns: RwLock::new(conns),
+            next: AtomicUsize::new(0),
+            mode,
             timeout,
             timeouts: AtomicU32::new(0),
             reconnecting: AtomicBool::new(false),
         }))
     }
 
-    /// The connection to use now.
+    pub(super) fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// The connection to use now: the next in turn.
     pub(super) fn conn(&self) -> Conn {
-        // A poisoned lock still holds a whole connection: writers only swap it.
-        self.conn
+        // A poisoned lock still holds whole connections: writers only swap
+        // them.
+        let conns = self
+            .conns
             .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % conns.len().max(1);
+        conns[i].clone()
     }
 
     pub(super) fn is_cluster(&self) -> bool {
@@ -128,13 +177,41 @@ impl Link {
         self.timeout
     }
 
+    /// Runs a script call under the timeout. A server that lacks the
+    /// library (restarted, flushed, or a cluster master added since) is
+    /// given it again, then the call is retried once.
+    pub(super) async fn call<T: FromRedisValue>(self: &Arc<Self>, call: &Call) -> Result<T> {
+        let conn = self.conn();
+        self.within(async {
+            match conn.query::<T>(&call.cmd).await {
+                Err(err) if needs_load(self.mode, &err) => {
+                    let load = match self.mode {
+                        Mode::Functions => function_load(),
+                        Mode::Scripts => call.script_load(),
+                    };
+                    tracing::debug!("loading the sessionkit scripts into Redis again");
+                    conn.query::<Value>(&load).await?;
+                    conn.query::<T>(&call.cmd).await
+                }
+                result => result,
+            }
+        })
+        .await
+    }
+
+    /// Runs one command under the timeout.
+    pub(super) async fn query<T: FromRedisValue>(self: &Arc<Self>, cmd: &redis::Cmd) -> Result<T> {
+        let conn = self.conn();
+        self.within(conn.query(cmd)).await
+    }
+
     /// Runs one command under the timeout, counting timeouts in a row.
-    pub(super) async fn within<T>(
+    async fn within<T>(
         self: &Arc<Self>,
         fut: impl std::future::Future<Output = RedisResult<T>>,
     ) -> Result<T> {
         match tokio::time::timeout(self.timeout, fut).await {
-            // The client's own response timeout may fire first.
+            // The cluster client's own response timeout may fire first.
             Ok(Err(err)) if err.is_timeout() => {
                 self.timed_out();
                 Err(StoreError::backend(err))
@@ -150,8 +227,8 @@ impl Link {
         }
     }
 
-    /// After enough timeouts in a row, opens a new connection in the
-    /// background (one attempt at a time) and swaps it in.
+    /// After enough timeouts in a row, opens new connections in the
+    /// background (one attempt at a time) and swaps them in.
     fn timed_out(self: &Arc<Self>) {
         let count = self.timeouts.fetch_add(1, Ordering::Relaxed) + 1;
         if count < TIMEOUTS_BEFORE_RECONNECT || self.reconnecting.swap(true, Ordering::AcqRel) {
@@ -160,15 +237,15 @@ impl Link {
         let link = self.clone();
         tokio::spawn(async move {
             match tokio::time::timeout(link.timeout, link.source.open()).await {
-                Ok(Ok(conn)) => {
+                Ok(Ok(conns)) => {
                     *link
-                        .conn
+                        .conns
                         .write()
-                        .unwrap_or_else(|poisoned| poisoned.into_inner()) = conn;
+                        .unwrap_or_else(|poisoned| poisoned.into_inner()) = conns;
                     link.timeouts.store(0, Ordering::Relaxed);
                     tracing::warn!(
                         timeouts = count,
-                        "Redis connection replaced after timeouts in a row"
+                        "Redis connections replaced after timeouts in a row"
                     );
                 }
                 // Still unreachable: the next timeout tries again.

@@ -12,8 +12,9 @@
 //!
 //! # Cost
 //!
-//! Every store operation is one Lua script, run with `EVALSHA`: one command
-//! and one round trip, atomic on the server. Through the layer, a request
+//! Every store operation is one Lua function of a library the store loads
+//! into Redis (`FCALL`; `EVALSHA` of a script on servers before Redis 7):
+//! one command and one round trip, atomic on the server. Through the layer, a request
 //! that only reads its session costs one command (the load, which also
 //! slides the idle deadline), a request that writes costs two (load, then
 //! the delta), and a route that never extracts the session costs none.
@@ -25,7 +26,7 @@
 //!
 //! | key | type | holds |
 //! |---|---|---|
-//! | `sessionkit:{AbCd}:s:<id>` | hash | metadata, and data values under `d:<key>` |
+//! | `sessionkit:{AbCd}:s:<id>` | hash | metadata (`m`: packed; `uid`, `user`, `label`), data values under `d:<key>` |
 //! | `sessionkit:{AbCd}:t:<digest>` | string | the session id a token points at |
 //! | `sessionkit:{AbCd}:c:<id>` | hash | connection id → lease and connection |
 //! | `sessionkit:{AbCd}:u:<user id>` | sorted set | a user's session ids, scored by expiry |
@@ -69,14 +70,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redis::{FromRedisValue, IntoConnectionInfo, ScriptInvocation, Value};
+use redis::{FromRedisValue, IntoConnectionInfo, Value};
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
 use self::conn::{Link, Source};
 use self::keys::Keys;
 use self::reply::{at, int, items, pairs, record, session_id, text};
-use self::scripts::{push_delta, push_new_session, push_pairs};
+use self::scripts::{push_delta, push_new_session, push_pairs, Call, Script};
 use super::{
     BoundUser, Connection, Delta, EndReason, Fetch, Fetched, LoadOptions, Login, LoginOutcome,
     Lookup, NewSession, Result, Revoke, Rotated, Rotation, SessionEnded, SessionInfo, SessionStore,
@@ -87,6 +88,9 @@ use crate::token::{SessionId, TokenDigest};
 
 const DEFAULT_PREFIX: &str = "sessionkit:";
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
+const DEFAULT_CONNECTIONS: usize = 4;
+/// The most connections to one server a [`RedisStoreBuilder`] accepts.
+pub const MAX_CONNECTIONS: usize = 64;
 /// The longest command timeout a [`RedisStoreBuilder`] accepts: longer
 /// would only hide a dead server.
 pub const MAX_COMMAND_TIMEOUT: Duration = Duration::from_secs(60 * 60);
@@ -97,7 +101,7 @@ const CHUNK: usize = 50;
 /// `redis-cluster`). See the [module docs](self) for the key layout and the
 /// failure behaviour.
 ///
-/// Clones share one connection.
+/// Clones share its connections.
 #[derive(Clone)]
 pub struct RedisStore {
     inner: Arc<Inner>,
@@ -124,6 +128,7 @@ impl Drop for Inner {
 pub struct RedisStoreBuilder {
     prefix: String,
     timeout: Duration,
+    connections: usize,
 }
 
 impl Default for RedisStoreBuilder {
@@ -131,6 +136,7 @@ impl Default for RedisStoreBuilder {
         RedisStoreBuilder {
             prefix: DEFAULT_PREFIX.into(),
             timeout: DEFAULT_TIMEOUT,
+            connections: DEFAULT_CONNECTIONS,
         }
     }
 }
@@ -151,6 +157,14 @@ impl RedisStoreBuilder {
         self
     }
 
+    /// How many multiplexed connections to open to a single server (default
+    /// 4, at most [`MAX_CONNECTIONS`]); calls take them in turn. A cluster
+    /// connection keeps one per node whatever this says.
+    pub fn connections(mut self, count: usize) -> Self {
+        self.connections = count;
+        self
+    }
+
     /// Connects to the Redis server at `url` (`redis://host:port/db`),
     /// with TCP keepalive on its connections.
     pub async fn connect(self, url: &str) -> Result<RedisStore> {
@@ -161,11 +175,15 @@ impl RedisStoreBuilder {
     /// settings made on it; its TCP settings are left as they are).
     pub async fn client(self, client: redis::Client) -> Result<RedisStore> {
         self.check()?;
+        // No response timeout of the client's own: every call already runs
+        // under the command timeout (`Link::within`), and a second timer per
+        // request only cost time.
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Some(self.timeout))
-            .set_response_timeout(Some(self.timeout))
+            .set_response_timeout(None)
             .set_max_delay(Duration::from_secs(1));
-        let link = Link::open(Source::Single(client.clone(), config), self.timeout).await?;
+        let source = Source::Single(client.clone(), config, self.connections);
+        let link = Link::open(source, self.timeout).await?;
         self.finish(link, vec![client]).await
     }
 
@@ -197,6 +215,11 @@ impl RedisStoreBuilder {
         if self.prefix.contains(['{', '}']) {
             return Err(StoreError::invalid(
                 "the key prefix may not contain `{` or `}`: they would change the cluster hash tag",
+            ));
+        }
+        if self.connections == 0 || self.connections > MAX_CONNECTIONS {
+            return Err(StoreError::backend(
+                "the number of connections must be positive and at most MAX_CONNECTIONS",
             ));
         }
         if self.timeout.is_zero() || self.timeout > MAX_COMMAND_TIMEOUT {
@@ -245,29 +268,23 @@ impl RedisStore {
         RedisStoreBuilder::default()
     }
 
-    /// Runs a script under the command timeout.
-    async fn run<T: FromRedisValue>(&self, inv: &ScriptInvocation<'_>) -> Result<T> {
-        let link = &self.inner.link;
-        link.within(link.conn().invoke(inv)).await
+    /// Runs a script call under the command timeout.
+    async fn run<T: FromRedisValue>(&self, call: &Call) -> Result<T> {
+        self.inner.link.call(call).await
     }
 
-    /// Starts an invocation of `script` on `key`, with the base and channel
-    /// every script takes first.
-    fn call<'a>(
-        &'a self,
-        script: &'a redis::Script,
-        key: &str,
-        base: &str,
-    ) -> ScriptInvocation<'a> {
-        let mut inv = script.key(key);
-        inv.arg(base).arg(&self.inner.channel);
-        inv
+    /// Starts a call of `script` on `key`, with the base and channel every
+    /// script takes first.
+    fn call(&self, script: &'static Script, key: &str, base: &str) -> Call {
+        let mut call = Call::new(self.inner.link.mode(), script, key);
+        call.arg(base).arg(&self.inner.channel);
+        call
     }
 
     /// Runs a script on a user's index with the user id and time.
     async fn on_user(
         &self,
-        script: &redis::Script,
+        script: &'static Script,
         user_id: &str,
         now: Millis,
         extra: &[&str],
@@ -287,7 +304,7 @@ impl RedisStore {
     /// bounded work.
     async fn each_chunk(
         &self,
-        script: &redis::Script,
+        script: &'static Script,
         user_id: &str,
         now: Millis,
         extra: &[&str],
@@ -615,8 +632,7 @@ impl SessionStore for RedisStore {
     async fn disconnect(&self, id: &SessionId, connection_id: &str) -> Result<()> {
         let mut cmd = redis::cmd("HDEL");
         cmd.arg(self.inner.keys.connections(id)).arg(connection_id);
-        let link = &self.inner.link;
-        let _: i64 = link.within(link.conn().query(&cmd)).await?;
+        let _: i64 = self.inner.link.query(&cmd).await?;
         Ok(())
     }
 

@@ -60,46 +60,76 @@ pub(super) fn pairs(v: &Value) -> Result<Vec<(String, String)>> {
         .collect()
 }
 
+/// The packed metadata field's parts, in the order of `PACKED` in
+/// `lua/prelude.lua`.
+const PACKED: usize = 12;
+const CREATED: usize = 0;
+const IDLE: usize = 2;
+const ABS: usize = 3;
+const TTG: usize = 4;
+const ROT: usize = 5;
+const RENEW: usize = 6;
+
+fn utf8(v: &Value) -> Result<&str> {
+    match v {
+        Value::BulkString(bytes) => {
+            std::str::from_utf8(bytes).map_err(|_| StoreError::corrupt("a reply is not UTF-8"))
+        }
+        Value::SimpleString(s) => Ok(s),
+        _ => Err(StoreError::corrupt("expected a string reply")),
+    }
+}
+
 /// A session record from its whole hash (as `HGETALL` gives it), with the
-/// `seen` time the script settled on.
+/// `seen` time the script settled on. Fields are read in place: only the
+/// strings the record keeps are allocated.
 pub(super) fn record(id: SessionId, seen: &Value, flat: &Value) -> Result<SessionRecord> {
-    let mut fields = HashMap::new();
-    let mut data = HashMap::new();
-    for (field, value) in pairs(flat)? {
-        match field.strip_prefix("d:") {
-            Some(key) => {
-                data.insert(key.to_owned(), value);
-            }
-            None => {
-                fields.insert(field, value);
-            }
+    let flat = items(flat)?;
+    if flat.len() % 2 != 0 {
+        return Err(StoreError::corrupt("odd number of fields"));
+    }
+    let mut packed: Option<&str> = None;
+    let (mut uid, mut user, mut label) = (None, None, None);
+    let mut data = HashMap::with_capacity(flat.len() / 2);
+    for pair in flat.chunks_exact(2) {
+        let field = utf8(&pair[0])?;
+        if let Some(key) = field.strip_prefix("d:") {
+            data.insert(key.to_owned(), text(&pair[1])?);
+            continue;
+        }
+        match field {
+            "m" => packed = Some(utf8(&pair[1])?),
+            "uid" => uid = Some(text(&pair[1])?),
+            "user" => user = Some(text(&pair[1])?),
+            "label" => label = Some(text(&pair[1])?),
+            // Fields of a later version: not this one's business.
+            _ => {}
         }
     }
-    let required = |name: &str| {
-        fields
-            .get(name)
-            .ok_or_else(|| StoreError::corrupt(format!("session field {name} missing")))
-            .and_then(|v| number(v))
-    };
-    let optional = |name: &str| fields.get(name).map(|v| number(v)).transpose();
-    let user = match (fields.get("uid"), fields.get("user")) {
-        (Some(id), Some(json)) => Some(BoundUser {
-            id: id.clone(),
-            json: json.clone(),
-        }),
-        _ => None,
-    };
+    let packed = packed.ok_or_else(|| StoreError::corrupt("session metadata missing"))?;
+    let mut parts = [""; PACKED];
+    let mut split = packed.split(',');
+    for part in parts.iter_mut() {
+        *part = split
+            .next()
+            .ok_or_else(|| StoreError::corrupt("short session metadata"))?;
+    }
+    let required = |i: usize| number(parts[i]);
+    let optional = |i: usize| (!parts[i].is_empty()).then(|| number(parts[i])).transpose();
     Ok(SessionRecord {
         id,
-        created_at: required("created")?,
+        created_at: required(CREATED)?,
         last_seen: number(&text(seen)?)?,
-        idle_timeout: required("idle")?,
-        absolute_deadline: optional("abs")?,
-        ttg: required("ttg")?,
-        rotated_at: optional("rot")?,
-        renew_token: fields.get("renew").is_some_and(|v| v == "1"),
-        label: fields.get("label").cloned(),
-        user,
+        idle_timeout: required(IDLE)?,
+        absolute_deadline: optional(ABS)?,
+        ttg: required(TTG)?,
+        rotated_at: optional(ROT)?,
+        renew_token: parts[RENEW] == "1",
+        label,
+        user: match (uid, user) {
+            (Some(id), Some(json)) => Some(BoundUser { id, json }),
+            _ => None,
+        },
         data,
     })
 }

@@ -5,7 +5,7 @@ local now = tonumber(ARGV[4])
 local s = alive(BASE, ARGV[3], now, meta)
 if not s then return 0 end
 s.seen = num(now)
-redis.call('HSET', skey(s), 'seen', s.seen)
+put(s)
 local c = s.base .. 'c:' .. s.id
 -- Leases of crashed holders ran out: drop them, so they cannot pile up.
 local flat = redis.call('HGETALL', c)

@@ -5,9 +5,8 @@
 local now, known, conn = tonumber(ARGV[4]), ARGV[5], ARGV[6]
 local s, flat = alive(BASE, ARGV[3], now, whole)
 if not s then return {} end
-local k = skey(s)
 s.seen = num(now)
-redis.call('HSET', k, 'seen', s.seen)
+put(s)
 if conn ~= '' then
   local c = s.base .. 'c:' .. s.id
   local v = redis.call('HGET', c, conn)

@@ -13,13 +13,12 @@ if not s then
   redis.call('DEL', KEYS[1])
   return {'missing'}
 end
-local k = skey(s)
 local state, sealed = nil, ''
 if s.cur == hash then
   if s.adopted ~= '1' then
     -- The client holds the replacement: nothing needs handing out again.
     s.adopted = '1'
-    redis.call('HSET', k, 'adopted', '1')
+    put(s)
     redis.call('DEL', rkey(s))
   end
   state = 'current'
@@ -38,7 +37,7 @@ elseif s.prev == hash then
       -- About to be handed out again: it is handed out CIJS from now.
       state = 'replaced'
       s.resend = num(now + cijs)
-      redis.call('HSET', k, 'resend', s.resend)
+      put(s)
     else
       sealed, state = '', 'lapsed'
     end
@@ -48,7 +47,7 @@ else
 end
 if refresh_due(s, now, refresh_after) then
   s.seen = num(now)
-  redis.call('HSET', k, 'seen', s.seen)
+  put(s)
   settle(s, now)
 end
 return {'found', id, state, sealed, s.seen, flat}

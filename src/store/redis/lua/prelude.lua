@@ -2,7 +2,8 @@
 --
 -- Key layout, all under one base `<prefix>{<tag>}:` so a session's keys
 -- share a Redis Cluster hash slot:
---   s:<id>      hash: metadata fields, and data fields named `d:<key>`
+--   s:<id>      hash: `m` the packed metadata (see PACKED), `uid`, `user`
+--               and `label` when set, and data fields named `d:<key>`
 --   t:<digest>  string: the session id a token digest points at
 --   r:<id>      string: the current token sealed under the previous one,
 --               until it is adopted or the previous token's grace ends
@@ -15,15 +16,34 @@
 -- ARGV[1] is the base, ARGV[2] the channel session-ended events go to.
 -- Times are milliseconds since the epoch, given by the caller.
 --
+-- The prelude and the scripts are loaded once as a Redis Functions library
+-- (`FUNCTION LOAD`, called with `FCALL`), so that none of this is run again
+-- per call; on servers without Functions, each script runs with `EVALSHA`
+-- as the prelude followed by the script. Either way `begin` hands the call's
+-- keys and arguments to the prelude first.
+--
 -- The token rules are those of `src/store/tokens.rs`, ported: the current
 -- token works until the session's deadlines, adopted or not; the previous
 -- one works until `grace`, and its requests get the sealed replacement
 -- again until `resend`, a fresh one after, nothing once it is adopted.
 
-local BASE = ARGV[1]
-local CHANNEL = ARGV[2]
-local META = {'created', 'seen', 'idle', 'abs', 'ttg', 'rot', 'renew', 'uid', 'user', 'label',
-              'cur', 'adopted', 'resend', 'prev', 'grace'}
+local KEYS, ARGV, BASE, CHANNEL
+
+local function begin(keys, args)
+  KEYS, ARGV, BASE, CHANNEL = keys, args, args[1], args[2]
+end
+
+-- The metadata that are numbers or digests (never a comma), packed into
+-- the one field `m` in this order, empty for none: a read then moves a few
+-- fields between Redis, Lua and the client instead of one per item, which
+-- was most of a read's cost on the server. `src/store/redis/reply.rs`
+-- reads the same layout.
+local PACKED = {'created', 'seen', 'idle', 'abs', 'ttg', 'rot', 'renew', 'cur', 'adopted',
+                'resend', 'prev', 'grace'}
+local UNPACK = '^([^,]*),([^,]*),([^,]*),([^,]*),([^,]*),([^,]*),([^,]*),([^,]*),([^,]*),'
+  .. '([^,]*),([^,]*),([^,]*)$'
+-- The metadata kept as fields of their own: texts the caller chose.
+local TEXTS = {uid = true, user = true, label = true}
 -- unpack() is limited by the Lua stack: long argument lists go in chunks.
 local CHUNK = 500
 -- The longest TTL set (2^48 ms, about 8,900 years).
@@ -42,14 +62,42 @@ end
 local function skey(s) return s.base .. 's:' .. s.id end
 local function rkey(s) return s.base .. 'r:' .. s.id end
 
+local function some(v)
+  if v ~= '' then return v end
+  return nil
+end
+
+-- Reads the packed metadata `m` into `s`.
+local function unpack_meta(s, m)
+  local created, seen, idle, abs, ttg, rot, renew, cur, adopted, resend, prev, grace =
+    string.match(m, UNPACK)
+  if not created then error('sessionkit: unreadable session metadata') end
+  s.created, s.seen, s.idle, s.abs, s.ttg, s.rot = created, seen, idle, some(abs), ttg, some(rot)
+  s.renew, s.cur, s.adopted, s.resend = some(renew), cur, some(adopted), some(resend)
+  s.prev, s.grace = some(prev), some(grace)
+end
+
+-- The packed metadata of `s`.
+local function pack_meta(s)
+  local out = {}
+  for i, f in ipairs(PACKED) do out[i] = s[f] or '' end
+  return table.concat(out, ',')
+end
+
+-- Writes the packed metadata of `s` back, after a change to it.
+local function put(s)
+  redis.call('HSET', skey(s), 'm', pack_meta(s))
+end
+
 -- A session's metadata, or nil if it does not exist.
 local function meta(base, id)
-  local v = redis.call('HMGET', base .. 's:' .. id, unpack(META))
+  local v = redis.call('HMGET', base .. 's:' .. id, 'm', 'uid', 'user', 'label')
   if not v[1] then return nil end
   local s = {base = base, id = id}
-  for i, f in ipairs(META) do
-    if v[i] then s[f] = v[i] end
-  end
+  unpack_meta(s, v[1])
+  if v[2] then s.uid = v[2] end
+  if v[3] then s.user = v[3] end
+  if v[4] then s.label = v[4] end
   return s
 end
 
@@ -59,8 +107,16 @@ local function whole(base, id)
   if #flat == 0 then return nil, flat end
   local s = {base = base, id = id}
   for i = 1, #flat, 2 do
-    if string.sub(flat[i], 1, 2) ~= 'd:' then s[flat[i]] = flat[i + 1] end
+    local f = flat[i]
+    if f == 'm' then
+      unpack_meta(s, flat[i + 1])
+    elseif TEXTS[f] then
+      s[f] = flat[i + 1]
+    end
   end
+  -- A hash without metadata is no session (a layout before `m`: such
+  -- sessions are not read, and go at their TTL).
+  if not s.cur then return nil, {} end
   return s, flat
 end
 
@@ -174,8 +230,8 @@ end
 
 -- Writes a new session (metadata, data, first token) and settles it.
 local function store(s, data, now)
-  local fields = {}
-  for _, f in ipairs(META) do
+  local fields = {'m', pack_meta(s)}
+  for f in pairs(TEXTS) do
     if s[f] then
       fields[#fields + 1] = f
       fields[#fields + 1] = s[f]
@@ -272,8 +328,8 @@ local function apply(s, d)
   end
   if d.idle ~= '' then
     s.idle = d.idle
-    set[#set + 1] = 'idle'
-    set[#set + 1] = d.idle
+    set[#set + 1] = 'm'
+    set[#set + 1] = pack_meta(s)
   end
   if d.label ~= '' then
     s.label = string.sub(d.label, 2)

@@ -3,17 +3,15 @@
 local now = tonumber(ARGV[5])
 local s = alive(BASE, ARGV[3], now, meta)
 if not s then return 0 end
-local k = skey(s)
 local dead = {s.base .. 't:' .. s.cur}
 if s.prev then dead[#dead + 1] = s.base .. 't:' .. s.prev end
 dead[#dead + 1] = rkey(s)
 redis.call('DEL', unpack(dead))
-redis.call('HDEL', k, 'prev', 'grace', 'resend', 'renew')
 s.prev, s.grace, s.resend, s.renew = nil, nil, nil, nil
 s.cur = ARGV[4]
 s.adopted = '1'
 s.ttg = num(now)
-redis.call('HSET', k, 'cur', s.cur, 'adopted', '1', 'ttg', s.ttg)
+put(s)
 redis.call('SET', s.base .. 't:' .. s.cur, s.id)
 apply(s, read_delta(6))
 settle(s, now)

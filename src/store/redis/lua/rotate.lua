@@ -7,7 +7,6 @@ local old, new, sealed = ARGV[4], ARGV[5], ARGV[6]
 local now, ojs, cijs = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
 local s = alive(BASE, ARGV[3], now, meta)
 if not s then return {'gone'} end
-local k = skey(s)
 local in_grace = s.prev == old and now < tonumber(s.grace)
 if s.cur == old then
   -- First rotation of the current token: it becomes the previous one, and
@@ -28,7 +27,7 @@ elseif in_grace then
   local existing = redis.call('GET', rkey(s))
   if not existing then return {'superseded'} end
   s.resend = num(now + cijs)
-  redis.call('HSET', k, 'resend', s.resend)
+  put(s)
   return {'existing', existing}
 else
   return {'gone'}
@@ -39,9 +38,7 @@ s.resend = num(now + cijs)
 s.ttg = num(now)
 s.rot = s.ttg
 s.renew = nil
-redis.call('HSET', k, 'prev', s.prev, 'grace', s.grace, 'cur', s.cur, 'adopted', s.adopted,
-           'resend', s.resend, 'ttg', s.ttg, 'rot', s.rot)
-redis.call('HDEL', k, 'renew')
+put(s)
 -- The sealed replacement lives until the grace window ends, at most.
 redis.call('SET', rkey(s), sealed, 'PX', num(math.max(tonumber(s.grace) - now, 1)))
 redis.call('SET', s.base .. 't:' .. new, s.id)

@@ -3,6 +3,10 @@
 local now = tonumber(ARGV[4])
 local s = alive(BASE, ARGV[3], now, meta)
 if not s then return 0 end
+local before = expires_at(s)
 apply(s, read_delta(5))
-settle(s, now)
+-- Only a new idle timeout moves the expiry; otherwise every TTL and index
+-- score is already exact (HSET keeps a key's TTL), and settling again
+-- would only repeat them.
+if expires_at(s) ~= before then settle(s, now) end
 return 1

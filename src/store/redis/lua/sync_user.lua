@@ -4,6 +4,7 @@
 -- Reply: {next cursor ('0': done), how many sessions were updated}
 local list, cursor = user_chunk(BASE, ARGV[3], ARGV[6], tonumber(ARGV[4]))
 for _, s in ipairs(list) do
-  redis.call('HSET', skey(s), 'user', ARGV[5], 'renew', '1')
+  s.renew = '1'
+  redis.call('HSET', skey(s), 'user', ARGV[5], 'm', pack_meta(s))
 end
 return {cursor, #list}

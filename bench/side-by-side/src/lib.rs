@@ -1,0 +1,74 @@
+//! What the two benchmark apps share: their command line, their user and
+//! how they serve.
+//!
+//! Both apps serve the same routes on a loopback port:
+//!
+//! - `POST /login?user=<id>`: logs a user in (the setup mints sessions with it)
+//! - `GET /api/me`: reads the logged-in user and the counter from the session
+//! - `POST /api/counter`: increments a counter in the session
+//! - `GET /bare`: no session at all, outside the session layer (the baseline)
+
+use serde::{Deserialize, Serialize};
+
+/// The user both apps store in a session.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct User {
+    pub id: String,
+    pub name: String,
+}
+
+impl sessionkit::SessionUser for User {
+    fn id(&self) -> String {
+        self.id.clone()
+    }
+}
+
+/// `?user=<id>` of the login route.
+#[derive(Deserialize)]
+pub struct LoginQuery {
+    pub user: String,
+}
+
+/// Where an app keeps its sessions.
+pub enum Store {
+    Memory,
+    Redis(String),
+}
+
+/// An app's command line: `--port <port> (--memory | --redis <url>)`.
+pub struct Args {
+    pub port: u16,
+    pub store: Store,
+}
+
+impl Args {
+    pub fn parse() -> Result<Args, String> {
+        let mut port = None;
+        let mut store = None;
+        let mut args = std::env::args().skip(1);
+        while let Some(arg) = args.next() {
+            match arg.as_str() {
+                "--port" => {
+                    port = args
+                        .next()
+                        .and_then(|p| p.parse().ok())
+                        .map(Some)
+                        .ok_or("--port needs a port")?;
+                }
+                "--memory" => store = Some(Store::Memory),
+                "--redis" => store = Some(Store::Redis(args.next().ok_or("--redis needs a URL")?)),
+                other => return Err(format!("unknown argument {other:?}")),
+            }
+        }
+        Ok(Args {
+            port: port.ok_or("--port is required")?,
+            store: store.ok_or("--memory or --redis <url> is required")?,
+        })
+    }
+}
+
+/// Serves `app` on `127.0.0.1:<port>` until the process is killed.
+pub async fn serve(port: u16, app: axum::Router) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+    axum::serve(listener, app).await
+}
