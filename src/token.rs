@@ -10,8 +10,9 @@
 //! SHA-256 of the whole token, so that reading the store hands out no live
 //! credential. When a token is rotated the replacement must be handed to every
 //! concurrent request that still carries the old token, so the store keeps it
-//! *sealed* under the old token ([`seal`]/[`unseal`]): only a holder of the
-//! old token can open it.
+//! *sealed* under the old token: only a holder of the old token can open it.
+//! Only the layer seals and opens (store tests find the same functions in
+//! the conformance module).
 
 use std::fmt;
 
@@ -220,7 +221,7 @@ pub struct TokenDigest {
 /// The secret part of the replacement is XORed with a pad derived from the old
 /// token and a random nonce (SHA-256 used as a keyed PRF over a 256-bit key).
 /// The tag is not sealed: old and new tokens of a session share it.
-pub fn seal(old: &Token, replacement: &Token) -> String {
+pub(crate) fn seal(old: &Token, replacement: &Token) -> String {
     let nonce = random::<NONCE_BYTES>();
     let pad = old.pad(&nonce);
     let mut out = Vec::with_capacity(NONCE_BYTES + SECRET_BYTES);
@@ -236,7 +237,7 @@ pub fn seal(old: &Token, replacement: &Token) -> String {
 
 /// Opens a replacement sealed under `old`. Returns `None` if `sealed` is not
 /// something [`seal`] produced.
-pub fn unseal(old: &Token, sealed: &str) -> Option<Token> {
+pub(crate) fn unseal(old: &Token, sealed: &str) -> Option<Token> {
     let raw = B64.decode(sealed).ok()?;
     if raw.len() != NONCE_BYTES + SECRET_BYTES {
         return None;

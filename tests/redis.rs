@@ -12,11 +12,12 @@ use axum::Router;
 use futures_util::StreamExt;
 use http::StatusCode;
 use sessionkit::clock::{Clock, SystemClock};
+use sessionkit::conformance::{seal, unseal};
 use sessionkit::store::redis::MAX_COMMAND_TIMEOUT;
 use sessionkit::store::{
     LoadOptions, Lookup, NewSession, Rotated, Rotation, SessionStore, TokenState,
 };
-use sessionkit::token::{seal, unseal, SessionId, Tag, Token};
+use sessionkit::token::{SessionId, Tag, Token};
 use sessionkit::Regeneration;
 use sessionkit::{RedisStore, SessionLayer, SessionLayerBuilder};
 use support::redis::*;

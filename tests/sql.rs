@@ -14,8 +14,9 @@ use std::time::{Duration, Instant};
 
 use http::StatusCode;
 use sessionkit::clock::Millis;
+use sessionkit::conformance::seal;
 use sessionkit::store::*;
-use sessionkit::token::{seal, Tag, Token};
+use sessionkit::token::{Tag, Token};
 use sessionkit::{Clock, ManualClock, PostgresStore, SessionId, SessionLayer, SqliteStore};
 use sqlx::postgres::PgPoolOptions;
 use support::stores::{postgres, postgres_store, sqlite_store};

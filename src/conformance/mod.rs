@@ -79,6 +79,19 @@ pub use rotate::*;
 pub use save::*;
 pub use users::*;
 
+/// Seals `replacement` under `old` as the layer does before a rotation
+/// ([`Rotation::sealed`](crate::store::Rotation::sealed)): for tests that
+/// drive a store directly. A store never seals or opens tokens itself.
+pub fn seal(old: &crate::token::Token, replacement: &crate::token::Token) -> String {
+    crate::token::seal(old, replacement)
+}
+
+/// Opens what [`seal`] produced with the old token, as the layer does with
+/// a replacement a store hands out: for tests that check what a store keeps.
+pub fn unseal(old: &crate::token::Token, sealed: &str) -> Option<crate::token::Token> {
+    crate::token::unseal(old, sealed)
+}
+
 /// Runs a mode over every area's checks. Each area file lists its own
 /// checks in a macro of its own, so adding a check is an edit of one file.
 #[doc(hidden)]
