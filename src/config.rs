@@ -252,3 +252,86 @@ impl Config {
         Ok(self)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(change: impl FnOnce(&mut Config, &mut Pending)) -> Result<Config, ConfigError> {
+        let (mut config, mut pending) = (Config::default(), Pending::default());
+        change(&mut config, &mut pending);
+        config.finish(pending)
+    }
+
+    fn refused(change: impl FnOnce(&mut Config, &mut Pending)) -> String {
+        match check(change) {
+            Err(err) => err.0,
+            Ok(_) => panic!("accepted"),
+        }
+    }
+
+    #[test]
+    fn the_defaults_are_valid_and_announce_the_cookie_only() {
+        let config = check(|_, _| {}).expect("the defaults");
+        let cookie = config.cookie.expect("the cookie transport");
+        assert_eq!(cookie.name, "__Host-sessionkit");
+        assert!(cookie.secure && cookie.http_only);
+        assert!(config.announce_cookie && !config.announce_header);
+        assert_eq!(
+            config.absolute_timeout,
+            Some(Duration::from_secs(24 * 3600))
+        );
+        assert_eq!(config.max_sessions_per_user, Some(100));
+    }
+
+    #[test]
+    fn the_default_name_takes_the_strongest_prefix_the_attributes_allow() {
+        let name = |change: fn(&mut CookieConfig)| {
+            check(|c, _| change(c.cookie.as_mut().unwrap()))
+                .unwrap()
+                .cookie
+                .unwrap()
+                .name
+        };
+        assert_eq!(name(|c| c.path = "/app".into()), "__Secure-sessionkit");
+        assert_eq!(
+            name(|c| c.domain = Some("example.com".into())),
+            "__Secure-sessionkit"
+        );
+        assert_eq!(name(|c| c.secure = false), "sessionkit");
+    }
+
+    #[test]
+    fn a_header_only_layer_announces_on_the_header() {
+        let config = check(|c, _| c.cookie = None).unwrap();
+        assert!(config.announce_header && !config.announce_cookie);
+    }
+
+    #[test]
+    fn contradictions_are_refused_with_a_reason() {
+        assert!(refused(|_, p| p.cookie_name = Some("a b".into())).contains("RFC 6265"));
+        assert!(refused(|_, p| p.header_name = Some("bad header".into())).contains("header"));
+        assert!(refused(|c, _| {
+            c.cookie = None;
+            c.header = None;
+        })
+        .contains("both"));
+        assert!(refused(|_, p| p.announce = Some((false, false))).contains("announced"));
+        assert!(refused(|c, p| {
+            c.header = None;
+            p.announce = Some((true, true));
+        })
+        .contains("announce"));
+        assert!(refused(|c, p| {
+            c.cookie.as_mut().unwrap().secure = false;
+            p.cookie_name = Some("__Host-x".into());
+        })
+        .contains("__Host-"));
+        assert!(refused(|c, _| c.idle_timeout = Duration::ZERO).contains("idle"));
+        assert!(refused(|c, _| c.idle_timeout = Duration::MAX).contains("100 years"));
+        assert!(refused(|c, _| c.max_sessions_per_user = Some(0)).contains("at least 1"));
+        assert!(
+            refused(|_, p| p.refresh_after = Some(Duration::from_secs(3600))).contains("refresh")
+        );
+    }
+}

@@ -133,3 +133,90 @@ pub(super) fn record(id: SessionId, seen: &Value, flat: &Value) -> Result<Sessio
         data,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::token::Tag;
+
+    fn bulk(s: &str) -> Value {
+        Value::BulkString(s.as_bytes().to_vec())
+    }
+
+    fn hash(fields: &[(&str, &str)]) -> Value {
+        Value::Array(
+            fields
+                .iter()
+                .flat_map(|(k, v)| [bulk(k), bulk(v)])
+                .collect(),
+        )
+    }
+
+    fn id() -> SessionId {
+        SessionId::generate(&Tag::random())
+    }
+
+    const PACKED_OK: &str = "100,x,1800000,,150,,0,h,1,0,,";
+
+    #[test]
+    fn a_record_is_read_from_its_hash() {
+        let record = record(
+            id(),
+            &bulk("170"),
+            &hash(&[
+                ("m", PACKED_OK),
+                ("uid", "7"),
+                ("user", r#"{"id":"7"}"#),
+                ("label", "phone"),
+                ("d:cart", "[1]"),
+                ("later", "ignored"),
+            ]),
+        )
+        .expect("a well-formed record");
+        assert_eq!(record.created_at, 100);
+        assert_eq!(record.last_seen, 170);
+        assert_eq!(record.idle_timeout, 1_800_000);
+        assert_eq!(record.absolute_deadline, None);
+        assert_eq!(record.ttg, 150);
+        assert_eq!(record.rotated_at, None);
+        assert!(!record.renew_token);
+        assert_eq!(record.label.as_deref(), Some("phone"));
+        assert_eq!(record.user.map(|u| u.id).as_deref(), Some("7"));
+        assert_eq!(record.data.get("cart").map(String::as_str), Some("[1]"));
+    }
+
+    #[test]
+    fn malformed_records_are_corrupt_not_panics() {
+        let cases = [
+            hash(&[("uid", "7")]),                                        // no metadata
+            hash(&[("m", "1,2,3")]),                                      // short metadata
+            hash(&[("m", "x,x,x,x,x,x,x,x,x,x,x,x")]),                    // not numbers
+            Value::Array(vec![bulk("m")]),                                // odd fields
+            Value::Array(vec![Value::BulkString(vec![0xff]), bulk("1")]), // not UTF-8
+            Value::Int(3),                                                // not an array
+        ];
+        for flat in cases {
+            let err = record(id(), &bulk("1"), &flat).expect_err("a malformed record");
+            assert_eq!(
+                err.kind(),
+                crate::store::StoreErrorKind::Corrupt,
+                "{flat:?}"
+            );
+        }
+        let err = record(id(), &Value::Nil, &hash(&[("m", PACKED_OK)])).unwrap_err();
+        assert_eq!(err.kind(), crate::store::StoreErrorKind::Corrupt);
+    }
+
+    #[test]
+    fn scalars_and_pairs_check_their_shape() {
+        assert_eq!(text(&Value::Int(5)).unwrap(), "5");
+        assert!(number("-1").is_err());
+        assert!(session_id(&bulk("not an id")).is_err());
+        assert!(at(&[], 0).is_err());
+        assert_eq!(
+            pairs(&hash(&[("a", "1")])).unwrap(),
+            vec![("a".to_owned(), "1".to_owned())]
+        );
+        assert!(pairs(&Value::Array(vec![bulk("a")])).is_err());
+    }
+}
