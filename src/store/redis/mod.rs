@@ -95,7 +95,7 @@ pub const MAX_CONNECTIONS: usize = 64;
 /// would only hide a dead server.
 pub const MAX_COMMAND_TIMEOUT: Duration = Duration::from_secs(60 * 60);
 /// How many user-index entries one call of a chunked operation handles.
-const CHUNK: usize = 50;
+const CHUNK: usize = 20;
 
 /// A [`SessionStore`] on Redis (feature `redis`) or Redis Cluster (feature
 /// `redis-cluster`). See the [module docs](self) for the key layout and the

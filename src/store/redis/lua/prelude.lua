@@ -274,7 +274,7 @@ end
 -- the end). Small chunks: each entry costs a read of its session, and a
 -- script blocks every other client of the server while it runs.
 local function user_chunk(base, uid, cursor, now)
-  local r = redis.call('ZSCAN', base .. 'u:' .. uid, cursor, 'COUNT', 64)
+  local r = redis.call('ZSCAN', base .. 'u:' .. uid, cursor, 'COUNT', 32)
   local ids = {}
   for i = 1, #r[2], 2 do ids[#ids + 1] = r[2][i] end
   return live_of(base, uid, ids, now), r[1]

@@ -1,6 +1,6 @@
 -- Revokes sessions in a user's index: only those, so an id of another
 -- user's session does nothing. Revoking all (but one) works in chunks of
--- 50, so no call runs long however many sessions the user has; the caller
+-- 20, so no call runs long however many sessions the user has; the caller
 -- repeats it while entries remain.
 -- KEYS[1] user index. ARGV[3] user id, [4] now, [5] 'one'|'all'|'except', [6] id.
 -- Reply: {ids revoked, entries left to look at}
@@ -17,7 +17,7 @@ if mode == 'one' then
   return {out, 0}
 end
 local kept = 0
-for _, s in ipairs(live_of(BASE, uid, redis.call('ZRANGE', u, 0, 49), now)) do
+for _, s in ipairs(live_of(BASE, uid, redis.call('ZRANGE', u, 0, 19), now)) do
   if mode == 'except' and s.id == target then
     kept = 1
   else
