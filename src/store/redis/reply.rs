@@ -29,7 +29,8 @@ pub(super) fn text(v: &Value) -> Result<String> {
 pub(super) fn int(v: &Value) -> Result<i64> {
     match v {
         Value::Int(n) => Ok(*n),
-        other => number(&text(other)?).map(|n| n as i64),
+        other => i64::try_from(number(&text(other)?)?)
+            .map_err(|_| StoreError::corrupt("a number out of range")),
     }
 }
 
