@@ -63,7 +63,7 @@ use crate::error::Error;
 use crate::hub::{Hub, Watcher};
 use crate::session::Session;
 use crate::shared::Shared;
-use crate::store::{Connection, EndReason, Fetch};
+use crate::store::{Connect, Connection, Disconnect, EndReason, Fetch};
 use crate::token::{unseal, SessionId, Token};
 
 /// A lease lasts this many heartbeats, so one late heartbeat is harmless.
@@ -115,7 +115,14 @@ impl Session {
         );
         let lease = now.saturating_add(lease(&shared));
         let registered = shared
-            .call("connect", shared.store.connect(&connection, lease, now))
+            .call(
+                "connect",
+                shared.store.connect(&Connect {
+                    connection: connection.clone(),
+                    lease_until: lease,
+                    now,
+                }),
+            )
             .await;
         match registered {
             Ok(true) => {}
@@ -288,8 +295,11 @@ impl LiveSession {
         let removed = s
             .call(
                 "disconnect",
-                s.store
-                    .disconnect(&self.connection.session, &self.connection.id),
+                s.store.disconnect(&Disconnect {
+                    id: self.connection.session.clone(),
+                    connection_id: self.connection.id.clone(),
+                    now: s.now(),
+                }),
             )
             .await;
         if removed.is_err() {
@@ -321,7 +331,11 @@ impl Drop for LiveSession {
                 let _ = shared
                     .call(
                         "disconnect",
-                        shared.store.disconnect(&connection.session, &connection.id),
+                        shared.store.disconnect(&Disconnect {
+                            id: connection.session.clone(),
+                            connection_id: connection.id.clone(),
+                            now: shared.now(),
+                        }),
                     )
                     .await;
             });

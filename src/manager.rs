@@ -5,7 +5,10 @@ use std::sync::Arc;
 use crate::config::Config;
 use crate::error::Error;
 use crate::shared::Shared;
-use crate::store::{BoundUser, Connection, Revoke, SessionInfo, SessionStore};
+use crate::store::{
+    BoundUser, Connection, ListConnections, ListSessions, Revoke, RevokeSessions, SessionInfo,
+    SessionStore, SyncUser,
+};
 use crate::token::SessionId;
 use crate::user::SessionUser;
 
@@ -51,8 +54,14 @@ impl SessionManager {
     /// The user's live sessions, oldest first.
     pub async fn list(&self, user_id: &str) -> Result<Vec<SessionInfo>, Error> {
         let s = &self.shared;
-        s.call("list_sessions", s.store.list_sessions(user_id, s.now()))
-            .await
+        s.call(
+            "list_sessions",
+            s.store.list_sessions(&ListSessions {
+                user_id: user_id.to_owned(),
+                now: s.now(),
+            }),
+        )
+        .await
     }
 
     /// Revokes one session of the user. Returns `false` if it is not a live
@@ -82,7 +91,14 @@ impl SessionManager {
     async fn revoke_scope(&self, user_id: &str, scope: Revoke) -> Result<Vec<SessionId>, Error> {
         let s = &self.shared;
         let revoked = s
-            .call("revoke", s.store.revoke(user_id, &scope, s.now()))
+            .call(
+                "revoke",
+                s.store.revoke(&RevokeSessions {
+                    user_id: user_id.to_owned(),
+                    scope,
+                    now: s.now(),
+                }),
+            )
             .await?;
         if !revoked.is_empty() {
             tracing::info!(count = revoked.len(), "sessions revoked");
@@ -99,8 +115,14 @@ impl SessionManager {
             json: serde_json::to_string(user)?,
         };
         let s = &self.shared;
-        s.call("sync_user", s.store.sync_user(&bound, s.now()))
-            .await
+        s.call(
+            "sync_user",
+            s.store.sync_user(&SyncUser {
+                user: bound,
+                now: s.now(),
+            }),
+        )
+        .await
     }
 
     /// The live connections (WebSockets, streams) of the user's sessions,
@@ -109,7 +131,10 @@ impl SessionManager {
         let s = &self.shared;
         s.call(
             "list_connections",
-            s.store.list_connections(user_id, s.now()),
+            s.store.list_connections(&ListConnections {
+                user_id: user_id.to_owned(),
+                now: s.now(),
+            }),
         )
         .await
     }

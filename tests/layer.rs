@@ -12,6 +12,7 @@ use axum::extract::State;
 use axum::routing;
 use axum::Router;
 use http::{Request, StatusCode};
+use sessionkit::store::ListSessions;
 use sessionkit::Regeneration;
 use sessionkit::{
     ManualClock, MemoryStore, SameSite, Session, SessionLayer, SessionLayerBuilder, SessionStore,
@@ -721,7 +722,10 @@ async fn memory_store_returns_memory_when_sessions_expire() {
     assert_eq!(store.len(), 0);
     assert_eq!(store.footprint(), (0, 0, 0));
     assert!(store
-        .list_sessions("7", clock_now(&clock))
+        .list_sessions(&ListSessions {
+            user_id: "7".to_owned(),
+            now: clock_now(&clock)
+        })
         .await
         .unwrap()
         .is_empty());

@@ -14,9 +14,7 @@ use http::StatusCode;
 use sessionkit::clock::{Clock, SystemClock};
 use sessionkit::conformance::{seal, unseal};
 use sessionkit::store::redis::MAX_COMMAND_TIMEOUT;
-use sessionkit::store::{
-    LoadOptions, Lookup, NewSession, Rotated, Rotation, SessionStore, TokenState,
-};
+use sessionkit::store::{Load, Lookup, NewSession, Rotated, Rotation, SessionStore, TokenState};
 use sessionkit::token::{SessionId, Tag, Token};
 use sessionkit::Regeneration;
 use sessionkit::{RedisStore, SessionLayer, SessionLayerBuilder};
@@ -587,12 +585,13 @@ async fn a_copy_of_the_store_and_an_old_token_never_yield_a_live_token() {
     );
 
     // Once the client presented it, nothing opens to it any more.
-    let opts = LoadOptions {
+    let load = Load {
+        token: new.digest(),
         now: now + 2,
         refresh_after: Some(60_000),
         cijs: 10_000,
     };
-    let found = store.load(&new.digest(), &opts).await.unwrap();
+    let found = store.load(&load).await.unwrap();
     assert!(matches!(
         found,
         Lookup::Found {

@@ -11,7 +11,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sessionkit::clock::{Clock, SystemClock};
-use sessionkit::store::{BoundUser, Delta, Login, NewSession, Revoke, SessionStore};
+use sessionkit::store::{
+    BoundUser, Delta, ListSessions, Login, NewSession, Revoke, RevokeSessions, SessionStore,
+};
 use sessionkit::token::{SessionId, Tag, Token};
 use sessionkit::RedisStore;
 use support::redis::*;
@@ -195,17 +197,32 @@ async fn a_hundred_thousand_sessions_of_one_user_never_block_another_client() {
         "the slow log missed a 3 ms script: {times:?}"
     );
 
-    let listed = bounded(&url, "listing", store.list_sessions(user, now + 1)).await;
+    let listed = bounded(
+        &url,
+        "listing",
+        store.list_sessions(&ListSessions {
+            user_id: user.to_owned(),
+            now: now + 1,
+        }),
+    )
+    .await;
     assert_eq!(listed.expect("list_sessions").len(), SESSIONS);
     let revoked = bounded(
         &url,
         "logging out everywhere",
-        store.revoke(user, &Revoke::All, now + 2),
+        store.revoke(&RevokeSessions {
+            user_id: user.to_owned(),
+            scope: Revoke::All,
+            now: now + 2,
+        }),
     )
     .await;
     assert_eq!(revoked.expect("revoke").len(), SESSIONS);
     assert!(store
-        .list_sessions(user, now + 3)
+        .list_sessions(&ListSessions {
+            user_id: user.to_owned(),
+            now: now + 3
+        })
         .await
         .expect("list_sessions")
         .is_empty());

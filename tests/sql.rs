@@ -47,8 +47,9 @@ fn new_session(now: Millis, user: Option<&str>) -> (NewSession, Token) {
     (new, token)
 }
 
-fn opts(now: Millis, refresh_after: Option<Millis>) -> LoadOptions {
-    LoadOptions {
+fn opts(token: &Token, now: Millis, refresh_after: Option<Millis>) -> Load {
+    Load {
+        token: token.digest(),
         now,
         refresh_after,
         cijs: 10_000,
@@ -155,11 +156,20 @@ async fn calls(c: &Counted, check: bool) {
         remove: vec!["k".into()],
         ..Delta::default()
     };
-    assert!(count!("save", 1, s.save(&id, &delta, t + 1)).unwrap());
+    assert!(count!(
+        "save",
+        1,
+        s.save(&Save {
+            id: id.clone(),
+            delta: delta.clone(),
+            now: t + 1
+        })
+    )
+    .unwrap());
     let read = count!(
         "a load with nothing to write",
         1,
-        s.load(&token.digest(), &opts(t + 2, Some(MINUTE)))
+        s.load(&opts(&token, t + 2, Some(MINUTE)))
     )
     .unwrap();
     match read {
@@ -175,7 +185,7 @@ async fn calls(c: &Counted, check: bool) {
     let slid = count!(
         "a load sliding the idle deadline",
         2,
-        s.load(&token.digest(), &opts(t + 2 * MINUTE, Some(MINUTE)))
+        s.load(&opts(&token, t + 2 * MINUTE, Some(MINUTE)))
     )
     .unwrap();
     assert!(matches!(slid, Lookup::Found { .. }));
@@ -204,20 +214,29 @@ async fn calls(c: &Counted, check: bool) {
     let regenerated = count!(
         "regenerate",
         2,
-        s.regenerate(&id, &fresh.digest(), &Delta::default(), t + 3 * MINUTE + 2)
+        s.regenerate(&Regenerate {
+            id: id.clone(),
+            token: fresh.digest(),
+            delta: Delta::default(),
+            now: t + 3 * MINUTE + 2
+        })
     );
     assert!(regenerated.unwrap());
     let silent = count!(
         "a silent load",
         1,
-        s.load(&fresh.digest(), &opts(t + 3 * MINUTE + 3, None))
+        s.load(&opts(&fresh, t + 3 * MINUTE + 3, None))
     )
     .unwrap();
     assert!(matches!(silent, Lookup::Found { .. }));
     assert!(count!(
         "destroy",
         1,
-        s.destroy(&id, EndReason::LoggedOut, t + 3 * MINUTE + 4)
+        s.destroy(&Destroy {
+            id: id.clone(),
+            reason: EndReason::LoggedOut,
+            now: t + 3 * MINUTE + 4
+        })
     )
     .unwrap());
 }
@@ -264,7 +283,11 @@ async fn on_postgres_ends_reach_every_store_on_the_database() {
     let (new, _) = new_session(t, None);
     a.create(&new).await.unwrap();
     assert!(b
-        .destroy(&new.id, EndReason::LoggedOut, t + 1)
+        .destroy(&Destroy {
+            id: new.id.clone(),
+            reason: EndReason::LoggedOut,
+            now: t + 1
+        })
         .await
         .unwrap());
     let event = tokio::time::timeout(Duration::from_secs(2), heard_by_a.recv())
@@ -313,7 +336,13 @@ async fn a_user_with_many_sessions(
     let (new, token) = new_session(t, Some(user));
     store.create(&new).await.unwrap();
     let started = Instant::now();
-    let listed = store.list_sessions(user, t + 1).await.unwrap();
+    let listed = store
+        .list_sessions(&ListSessions {
+            user_id: user.to_owned(),
+            now: t + 1,
+        })
+        .await
+        .unwrap();
     let list_took = started.elapsed();
     assert_eq!(listed.len() as i64, MANY + 1);
     assert!(listed
@@ -322,17 +351,18 @@ async fn a_user_with_many_sessions(
 
     let started = Instant::now();
     for i in 0..100 {
-        let found = store
-            .load(&token.digest(), &opts(t + 2 + i, None))
-            .await
-            .unwrap();
+        let found = store.load(&opts(&token, t + 2 + i, None)).await.unwrap();
         assert!(matches!(found, Lookup::Found { .. }));
     }
     let loads_took = started.elapsed();
     let victim = listed[MANY as usize / 2].id.clone();
     let started = Instant::now();
     let revoked = store
-        .revoke(user, &Revoke::One(victim.clone()), t + 30)
+        .revoke(&RevokeSessions {
+            user_id: user.to_owned(),
+            scope: Revoke::One(victim.clone()),
+            now: t + 30,
+        })
         .await
         .unwrap();
     let revoke_one_took = started.elapsed();
@@ -340,13 +370,13 @@ async fn a_user_with_many_sessions(
 
     let started = Instant::now();
     let synced = store
-        .sync_user(
-            &BoundUser {
+        .sync_user(&SyncUser {
+            user: BoundUser {
                 id: user.into(),
                 json: "{\"v\":2}".into(),
             },
-            t + 40,
-        )
+            now: t + 40,
+        })
         .await
         .unwrap();
     let sync_took = started.elapsed();
@@ -354,12 +384,26 @@ async fn a_user_with_many_sessions(
 
     let started = Instant::now();
     let revoked = store
-        .revoke(user, &Revoke::AllExcept(new.id.clone()), t + 50)
+        .revoke(&RevokeSessions {
+            user_id: user.to_owned(),
+            scope: Revoke::AllExcept(new.id.clone()),
+            now: t + 50,
+        })
         .await
         .unwrap();
     let revoke_all_took = started.elapsed();
     assert_eq!(revoked.len() as i64, MANY - 1);
-    assert_eq!(store.list_sessions(user, t + 60).await.unwrap().len(), 1);
+    assert_eq!(
+        store
+            .list_sessions(&ListSessions {
+                user_id: user.to_owned(),
+                now: t + 60
+            })
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
     eprintln!(
         "{MANY} sessions of one user: list {list_took:?}, 100 loads {loads_took:?}, \
          revoke one {revoke_one_took:?}, sync_user {sync_took:?}, revoke all {revoke_all_took:?}"
@@ -532,8 +576,14 @@ async fn on_sqlite_two_pools_on_one_file_write_at_once_without_database_is_locke
                 set: vec![(format!("k{i}"), i.to_string())],
                 ..Delta::default()
             };
-            store.save(&id, &delta, t + i).await?;
-            store.load(&token.digest(), &opts(t + i, Some(1))).await?;
+            store
+                .save(&Save {
+                    id: id.clone(),
+                    delta: delta.clone(),
+                    now: t + i,
+                })
+                .await?;
+            store.load(&opts(&token, t + i, Some(1))).await?;
             Ok::<_, StoreError>(())
         }));
     }
@@ -543,11 +593,20 @@ async fn on_sqlite_two_pools_on_one_file_write_at_once_without_database_is_locke
             .unwrap_or_else(|e| panic!("a concurrent call failed: {e}"));
     }
     // Every save landed, and the limit held across both pools.
-    match a.load(&token.digest(), &opts(t + 100, None)).await.unwrap() {
+    match a.load(&opts(&token, t + 100, None)).await.unwrap() {
         Lookup::Found { record, .. } => assert_eq!(record.data.len(), 41),
         other => panic!("{other:?}"),
     }
-    assert!(b.list_sessions(user, t + 100).await.unwrap().len() <= 10);
+    assert!(
+        b.list_sessions(&ListSessions {
+            user_id: user.to_owned(),
+            now: t + 100
+        })
+        .await
+        .unwrap()
+        .len()
+            <= 10
+    );
 }
 
 /// Rows that no store would write make calls fail with an error, never a
@@ -562,7 +621,7 @@ where
     store.create(&new).await.unwrap();
     corrupt("UPDATE sessionkit_sessions SET data = 'not json'").await;
     let err = store
-        .load(&token.digest(), &opts(t + 1, None))
+        .load(&opts(&token, t + 1, None))
         .await
         .expect_err("a row with unreadable data");
     assert!(err.to_string().contains("unreadable"), "{err}");
@@ -582,14 +641,14 @@ where
         .is_err());
     corrupt("UPDATE sessionkit_sessions SET last_seen = 0, id = 'not an id'").await;
     assert!(store
-        .list_sessions("nobody", t + 3)
+        .list_sessions(&ListSessions {
+            user_id: "nobody".to_owned(),
+            now: t + 3
+        })
         .await
         .unwrap()
         .is_empty());
-    assert!(store
-        .load(&token.digest(), &opts(t + 3, None))
-        .await
-        .is_err());
+    assert!(store.load(&opts(&token, t + 3, None)).await.is_err());
 }
 
 #[tokio::test]

@@ -36,7 +36,11 @@ pub async fn connect_registers_connection<S: SessionStore + Clone>(store: S) {
     let gone = log_in(&store, &alice, t0 + 3 * SECOND).await;
     ok(
         store
-            .destroy(&gone.id, EndReason::LoggedOut, t0 + 3 * SECOND)
+            .destroy(&Destroy {
+                id: gone.id.clone(),
+                reason: EndReason::LoggedOut,
+                now: t0 + 3 * SECOND,
+            })
             .await,
         "destroy",
     );
@@ -312,23 +316,50 @@ pub async fn disconnect_removes_connection<S: SessionStore + Clone>(store: S) {
         connect(&store, &c2, t0 + HOUR, t0).await,
         "connect returned false"
     );
-    ok(store.disconnect(&member.id, &c1.id).await, "disconnect");
+    ok(
+        store
+            .disconnect(&Disconnect {
+                id: member.id.clone(),
+                connection_id: c1.id.to_owned(),
+                now: t0,
+            })
+            .await,
+        "disconnect",
+    );
     assert_eq!(
         connections(&store, &user, t0 + SECOND).await,
         vec![c2.clone()],
         "after disconnect of one of two connections, exactly the other must be listed"
     );
     ok(
-        store.disconnect(&member.id, &c1.id).await,
+        store
+            .disconnect(&Disconnect {
+                id: member.id.clone(),
+                connection_id: c1.id.to_owned(),
+                now: t0,
+            })
+            .await,
         "disconnect of a removed connection",
     );
     ok(
-        store.disconnect(&member.id, "no-such-connection").await,
+        store
+            .disconnect(&Disconnect {
+                id: member.id.clone(),
+                connection_id: "no-such-connection".to_owned(),
+                now: t0,
+            })
+            .await,
         "disconnect of an unknown connection",
     );
     let never = SessionId::generate(&Tag::random());
     ok(
-        store.disconnect(&never, &c2.id).await,
+        store
+            .disconnect(&Disconnect {
+                id: never.clone(),
+                connection_id: c2.id.to_owned(),
+                now: t0,
+            })
+            .await,
         "disconnect under an unknown session",
     );
     let fetched = fetch(
@@ -365,7 +396,13 @@ pub async fn destroy_removes_connections<S: SessionStore + Clone>(store: S) {
     }
     let t1 = t0 + 2 * SECOND;
     ok(
-        store.destroy(&s1.id, EndReason::LoggedOut, t1).await,
+        store
+            .destroy(&Destroy {
+                id: s1.id.clone(),
+                reason: EndReason::LoggedOut,
+                now: t1,
+            })
+            .await,
         "destroy",
     );
     assert_eq!(
@@ -374,7 +411,13 @@ pub async fn destroy_removes_connections<S: SessionStore + Clone>(store: S) {
         "after destroying a session, its connections are still listed"
     );
     ok(
-        store.revoke(&user, &Revoke::One(s2.id.clone()), t1).await,
+        store
+            .revoke(&RevokeSessions {
+                user_id: user.to_owned(),
+                scope: Revoke::One(s2.id.clone()),
+                now: t1,
+            })
+            .await,
         "revoke",
     );
     assert_eq!(
@@ -403,7 +446,13 @@ pub async fn fetch_gone_session<S: SessionStore + Clone>(store: S) {
         "connect returned false"
     );
     ok(
-        store.destroy(&destroyed.id, EndReason::LoggedOut, t0).await,
+        store
+            .destroy(&Destroy {
+                id: destroyed.id.clone(),
+                reason: EndReason::LoggedOut,
+                now: t0,
+            })
+            .await,
         "destroy",
     );
     assert!(

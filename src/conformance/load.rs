@@ -290,7 +290,13 @@ pub async fn stale_token_leaves_session_live<S: SessionStore + Clone>(store: S) 
     let mut events = store.subscribe();
     assert!(
         ok(
-            store.destroy(&stale, EndReason::StaleToken, t2).await,
+            store
+                .destroy(&Destroy {
+                    id: stale.clone(),
+                    reason: EndReason::StaleToken,
+                    now: t2
+                })
+                .await,
             "destroy"
         ),
         "destroying the session a stale token named returned false"

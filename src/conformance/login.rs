@@ -118,7 +118,13 @@ pub async fn login_without_previous_session<S: SessionStore + Clone>(store: S) {
 
     let (gone, _) = create(&store, t0, &[("old", "1")]).await;
     ok(
-        store.destroy(&gone, EndReason::LoggedOut, t0).await,
+        store
+            .destroy(&Destroy {
+                id: gone.clone(),
+                reason: EndReason::LoggedOut,
+                now: t0,
+            })
+            .await,
         "destroy",
     );
     let t1 = t0 + SECOND;

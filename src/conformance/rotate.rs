@@ -463,7 +463,14 @@ pub async fn regenerate_replaces_every_token<S: SessionStore + Clone>(store: S) 
     };
     assert!(
         ok(
-            store.regenerate(&id, &new.digest(), &delta, t2).await,
+            store
+                .regenerate(&Regenerate {
+                    id: id.clone(),
+                    token: new.digest(),
+                    delta: delta.clone(),
+                    now: t2
+                })
+                .await,
             "regenerate"
         ),
         "regenerate of a live session returned false"
@@ -499,14 +506,25 @@ pub async fn regenerate_replaces_every_token<S: SessionStore + Clone>(store: S) 
 
     let t3 = t2 + CIJS + 2 * MINUTE;
     ok(
-        store.destroy(&id, EndReason::LoggedOut, t3).await,
+        store
+            .destroy(&Destroy {
+                id: id.clone(),
+                reason: EndReason::LoggedOut,
+                now: t3,
+            })
+            .await,
         "destroy",
     );
     let after_destroy = Token::generate(&id.tag());
     assert!(
         !ok(
             store
-                .regenerate(&id, &after_destroy.digest(), &Delta::default(), t3)
+                .regenerate(&Regenerate {
+                    id: id.clone(),
+                    token: after_destroy.digest(),
+                    delta: Delta::default(),
+                    now: t3
+                })
                 .await,
             "regenerate"
         ),
@@ -522,7 +540,12 @@ pub async fn regenerate_replaces_every_token<S: SessionStore + Clone>(store: S) 
     assert!(
         !ok(
             store
-                .regenerate(&expiring, &after_expiry.digest(), &set(&[("a", "1")]), dead)
+                .regenerate(&Regenerate {
+                    id: expiring.clone(),
+                    token: after_expiry.digest(),
+                    delta: set(&[("a", "1")]),
+                    now: dead
+                })
                 .await,
             "regenerate"
         ),

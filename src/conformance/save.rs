@@ -168,7 +168,16 @@ pub async fn saves_of_different_keys_merge<S: SessionStore + Clone>(store: S) {
                     set: vec![(format!("k{i}"), i.to_string())],
                     ..Delta::default()
                 };
-                ok(store.save(&id, &delta, t1).await, "concurrent save")
+                ok(
+                    store
+                        .save(&Save {
+                            id: id.clone(),
+                            delta: delta.clone(),
+                            now: t1,
+                        })
+                        .await,
+                    "concurrent save",
+                )
             })
         })
         .collect();
@@ -200,7 +209,11 @@ pub async fn save_after_destroy_changes_nothing<S: SessionStore + Clone>(store: 
     assert!(
         ok(
             store
-                .destroy(&member.id, EndReason::LoggedOut, t0 + SECOND)
+                .destroy(&Destroy {
+                    id: member.id.clone(),
+                    reason: EndReason::LoggedOut,
+                    now: t0 + SECOND
+                })
                 .await,
             "destroy"
         ),
@@ -229,7 +242,11 @@ pub async fn save_after_destroy_changes_nothing<S: SessionStore + Clone>(store: 
     let (anon, anon_token) = create(&store, t0 + 4 * SECOND, &[("a", "1")]).await;
     ok(
         store
-            .destroy(&anon, EndReason::LoggedOut, t0 + 4 * SECOND)
+            .destroy(&Destroy {
+                id: anon.clone(),
+                reason: EndReason::LoggedOut,
+                now: t0 + 4 * SECOND,
+            })
             .await,
         "destroy",
     );
@@ -295,7 +312,13 @@ pub async fn destroy_ends_session<S: SessionStore + Clone>(store: S) {
     let t2 = t1 + SECOND;
     assert!(
         ok(
-            store.destroy(&member.id, EndReason::LoggedOut, t2).await,
+            store
+                .destroy(&Destroy {
+                    id: member.id.clone(),
+                    reason: EndReason::LoggedOut,
+                    now: t2
+                })
+                .await,
             "destroy"
         ),
         "destroying a live session returned false"
@@ -326,7 +349,13 @@ pub async fn destroy_ends_session<S: SessionStore + Clone>(store: S) {
     );
     assert!(
         !ok(
-            store.destroy(&member.id, EndReason::LoggedOut, t2).await,
+            store
+                .destroy(&Destroy {
+                    id: member.id.clone(),
+                    reason: EndReason::LoggedOut,
+                    now: t2
+                })
+                .await,
             "destroy"
         ),
         "destroying a session a second time returned true"
@@ -340,7 +369,13 @@ pub async fn destroy_ends_session<S: SessionStore + Clone>(store: S) {
     .await;
     assert!(
         ok(
-            store.destroy(&anon, EndReason::StaleToken, t2).await,
+            store
+                .destroy(&Destroy {
+                    id: anon.clone(),
+                    reason: EndReason::StaleToken,
+                    now: t2
+                })
+                .await,
             "destroy"
         ),
         "destroying a live anonymous session returned false"
@@ -361,7 +396,13 @@ pub async fn destroy_of_expired_session_is_false<S: SessionStore + Clone>(store:
     let (id, token) = create(&store, t0, &[("k", "1")]).await;
     assert!(
         !ok(
-            store.destroy(&id, EndReason::LoggedOut, t0 + IDLE).await,
+            store
+                .destroy(&Destroy {
+                    id: id.clone(),
+                    reason: EndReason::LoggedOut,
+                    now: t0 + IDLE
+                })
+                .await,
             "destroy"
         ),
         "destroying a session past its idle deadline returned true"

@@ -11,9 +11,10 @@ pub(super) use tokio::task::JoinHandle;
 
 pub(super) use crate::clock::{Clock, Millis, SystemClock};
 pub(super) use crate::store::{
-    BoundUser, Connection, Delta, EndReason, Fetch, Fetched, LoadOptions, Login, Lookup,
-    NewSession, Revoke, Rotated, Rotation, SessionEnded, SessionInfo, SessionRecord, SessionStore,
-    StoreErrorKind, TokenState,
+    BoundUser, Connect, Connection, Delta, Destroy, Disconnect, EndReason, Fetch, Fetched,
+    ListConnections, ListSessions, Load, Login, Lookup, NewSession, Regenerate, Revoke,
+    RevokeSessions, Rotated, Rotation, Save, SessionEnded, SessionInfo, SessionRecord,
+    SessionStore, StoreErrorKind, SyncUser, TokenState,
 };
 pub(super) use crate::token::{random_id, seal, unseal, SessionId, Tag, Token};
 
@@ -22,7 +23,7 @@ pub(super) const MINUTE: Millis = 60 * SECOND;
 pub(super) const HOUR: Millis = 60 * MINUTE;
 /// The idle timeout of the sessions the checks start.
 pub(super) const IDLE: Millis = 30 * MINUTE;
-/// `LoadOptions::refresh_after` of ordinary loads.
+/// `Load::refresh_after` of ordinary loads.
 pub(super) const REFRESH: Millis = MINUTE;
 /// The grace window of old tokens.
 pub(super) const OJS: Millis = 10 * MINUTE;
@@ -151,8 +152,10 @@ pub(super) async fn submit<S: SessionStore>(store: &S, login: Login, token: Toke
     }
 }
 
-pub(super) fn options(now: Millis) -> LoadOptions {
-    LoadOptions {
+/// An ordinary load of `token` at `now`.
+pub(super) fn options(token: &Token, now: Millis) -> Load {
+    Load {
+        token: token.digest(),
         now,
         refresh_after: Some(REFRESH),
         cijs: CIJS,
@@ -161,17 +164,17 @@ pub(super) fn options(now: Millis) -> LoadOptions {
 
 /// An ordinary load.
 pub(super) async fn load<S: SessionStore>(store: &S, token: &Token, now: Millis) -> Lookup {
-    ok(store.load(&token.digest(), &options(now)).await, "load")
+    ok(store.load(&options(token, now)).await, "load")
 }
 
 /// A load that never slides the idle deadline, to probe a deadline without
 /// moving it.
 pub(super) async fn probe<S: SessionStore>(store: &S, token: &Token, now: Millis) -> Lookup {
-    let opts = LoadOptions {
+    let load = Load {
         refresh_after: None,
-        ..options(now)
+        ..options(token, now)
     };
-    ok(store.load(&token.digest(), &opts).await, "load")
+    ok(store.load(&load).await, "load")
 }
 
 pub(super) async fn save<S: SessionStore>(
@@ -180,11 +183,28 @@ pub(super) async fn save<S: SessionStore>(
     delta: &Delta,
     now: Millis,
 ) -> bool {
-    ok(store.save(id, delta, now).await, "save")
+    ok(
+        store
+            .save(&Save {
+                id: id.clone(),
+                delta: delta.clone(),
+                now,
+            })
+            .await,
+        "save",
+    )
 }
 
 pub(super) async fn list<S: SessionStore>(store: &S, user: &str, now: Millis) -> Vec<SessionInfo> {
-    ok(store.list_sessions(user, now).await, "list_sessions")
+    ok(
+        store
+            .list_sessions(&ListSessions {
+                user_id: user.to_owned(),
+                now,
+            })
+            .await,
+        "list_sessions",
+    )
 }
 
 pub(super) async fn listed_ids<S: SessionStore>(
@@ -204,7 +224,15 @@ pub(super) async fn connections<S: SessionStore>(
     user: &str,
     now: Millis,
 ) -> Vec<Connection> {
-    let mut list = ok(store.list_connections(user, now).await, "list_connections");
+    let mut list = ok(
+        store
+            .list_connections(&ListConnections {
+                user_id: user.to_owned(),
+                now,
+            })
+            .await,
+        "list_connections",
+    );
     list.sort_by(|a, b| a.id.cmp(&b.id));
     list
 }
@@ -240,7 +268,16 @@ pub(super) async fn connect<S: SessionStore>(
     until: Millis,
     now: Millis,
 ) -> bool {
-    ok(store.connect(conn, until, now).await, "connect")
+    ok(
+        store
+            .connect(&Connect {
+                connection: conn.clone(),
+                lease_until: until,
+                now,
+            })
+            .await,
+        "connect",
+    )
 }
 
 pub(super) fn sorted(mut conns: Vec<Connection>) -> Vec<Connection> {

@@ -95,12 +95,29 @@ pub async fn list_sessions_prunes_expired<S: SessionStore + Clone>(store: S) {
         "loading the expired session",
     );
     assert_eq!(
-        ok(store.sync_user(&bound(&user, 2), t1).await, "sync_user"),
+        ok(
+            store
+                .sync_user(&SyncUser {
+                    user: bound(&user, 2),
+                    now: t1
+                })
+                .await,
+            "sync_user"
+        ),
         1,
         "sync_user counted an expired session"
     );
     assert_eq!(
-        ok(store.revoke(&user, &Revoke::All, t1).await, "revoke"),
+        ok(
+            store
+                .revoke(&RevokeSessions {
+                    user_id: user.to_owned(),
+                    scope: Revoke::All,
+                    now: t1
+                })
+                .await,
+            "revoke"
+        ),
         vec![long.id],
         "revoke(All) must return exactly the live sessions it revoked"
     );
@@ -149,12 +166,29 @@ pub async fn user_index_empties_after_expiry<S: SessionStore + Clone>(store: S) 
         );
     }
     assert_eq!(
-        ok(store.revoke(&user, &Revoke::All, dead).await, "revoke"),
+        ok(
+            store
+                .revoke(&RevokeSessions {
+                    user_id: user.to_owned(),
+                    scope: Revoke::All,
+                    now: dead
+                })
+                .await,
+            "revoke"
+        ),
         Vec::<SessionId>::new(),
         "revoke(All) of a user whose sessions all expired revoked something"
     );
     assert_eq!(
-        ok(store.sync_user(&bound(&user, 2), dead).await, "sync_user"),
+        ok(
+            store
+                .sync_user(&SyncUser {
+                    user: bound(&user, 2),
+                    now: dead
+                })
+                .await,
+            "sync_user"
+        ),
         0,
         "sync_user of a user whose sessions all expired updated something"
     );
@@ -177,7 +211,13 @@ pub async fn revoke_scopes<S: SessionStore + Clone>(store: S) {
     let t1 = t0 + MINUTE;
     assert_eq!(
         ok(
-            store.revoke(&user, &Revoke::One(a.id.clone()), t1).await,
+            store
+                .revoke(&RevokeSessions {
+                    user_id: user.to_owned(),
+                    scope: Revoke::One(a.id.clone()),
+                    now: t1
+                })
+                .await,
             "revoke"
         ),
         vec![a.id.clone()],
@@ -196,7 +236,13 @@ pub async fn revoke_scopes<S: SessionStore + Clone>(store: S) {
     .await;
     assert_eq!(
         ok(
-            store.revoke(&user, &Revoke::One(a.id.clone()), t1).await,
+            store
+                .revoke(&RevokeSessions {
+                    user_id: user.to_owned(),
+                    scope: Revoke::One(a.id.clone()),
+                    now: t1
+                })
+                .await,
             "revoke"
         ),
         Vec::<SessionId>::new(),
@@ -204,7 +250,11 @@ pub async fn revoke_scopes<S: SessionStore + Clone>(store: S) {
     );
     let revoked: HashSet<SessionId> = ok(
         store
-            .revoke(&user, &Revoke::AllExcept(b.id.clone()), t1)
+            .revoke(&RevokeSessions {
+                user_id: user.to_owned(),
+                scope: Revoke::AllExcept(b.id.clone()),
+                now: t1,
+            })
             .await,
         "revoke",
     )
@@ -238,7 +288,16 @@ pub async fn revoke_scopes<S: SessionStore + Clone>(store: S) {
     )
     .await;
     assert_eq!(
-        ok(store.revoke(&user, &Revoke::All, t1).await, "revoke"),
+        ok(
+            store
+                .revoke(&RevokeSessions {
+                    user_id: user.to_owned(),
+                    scope: Revoke::All,
+                    now: t1
+                })
+                .await,
+            "revoke"
+        ),
         vec![b.id.clone()],
         "revoke(All) must return the last live session"
     );
@@ -259,7 +318,16 @@ pub async fn revoke_scopes<S: SessionStore + Clone>(store: S) {
     )
     .await;
     assert_eq!(
-        ok(store.revoke(&user, &Revoke::All, t1).await, "revoke"),
+        ok(
+            store
+                .revoke(&RevokeSessions {
+                    user_id: user.to_owned(),
+                    scope: Revoke::All,
+                    now: t1
+                })
+                .await,
+            "revoke"
+        ),
         Vec::<SessionId>::new(),
         "revoke(All) of a user without sessions must return nothing"
     );
@@ -278,7 +346,13 @@ pub async fn revoke_ignores_other_users<S: SessionStore + Clone>(store: S) {
     let t1 = t0 + SECOND;
     assert_eq!(
         ok(
-            store.revoke(&bob, &Revoke::One(a.id.clone()), t1).await,
+            store
+                .revoke(&RevokeSessions {
+                    user_id: bob.to_owned(),
+                    scope: Revoke::One(a.id.clone()),
+                    now: t1
+                })
+                .await,
             "revoke"
         ),
         Vec::<SessionId>::new(),
@@ -286,7 +360,13 @@ pub async fn revoke_ignores_other_users<S: SessionStore + Clone>(store: S) {
     );
     assert_eq!(
         ok(
-            store.revoke(&alice, &Revoke::One(b.id.clone()), t1).await,
+            store
+                .revoke(&RevokeSessions {
+                    user_id: alice.to_owned(),
+                    scope: Revoke::One(b.id.clone()),
+                    now: t1
+                })
+                .await,
             "revoke"
         ),
         Vec::<SessionId>::new(),
@@ -294,7 +374,13 @@ pub async fn revoke_ignores_other_users<S: SessionStore + Clone>(store: S) {
     );
     assert_eq!(
         ok(
-            store.revoke(&alice, &Revoke::One(anon.clone()), t1).await,
+            store
+                .revoke(&RevokeSessions {
+                    user_id: alice.to_owned(),
+                    scope: Revoke::One(anon.clone()),
+                    now: t1
+                })
+                .await,
             "revoke"
         ),
         Vec::<SessionId>::new(),
@@ -318,7 +404,16 @@ pub async fn revoke_ignores_other_users<S: SessionStore + Clone>(store: S) {
         "alice's listing changed after bob revoked her session's id"
     );
     assert_eq!(
-        ok(store.revoke(&bob, &Revoke::All, t1).await, "revoke"),
+        ok(
+            store
+                .revoke(&RevokeSessions {
+                    user_id: bob.to_owned(),
+                    scope: Revoke::All,
+                    now: t1
+                })
+                .await,
+            "revoke"
+        ),
         vec![b.id],
         "revoke(All) of bob must revoke exactly bob's session"
     );
@@ -345,7 +440,15 @@ pub async fn concurrent_logins_and_revokes_stay_consistent<S: SessionStore + Clo
         if i % 4 == 3 {
             let (s, u) = (store.clone(), user.clone());
             revokes.push(tokio::spawn(async move {
-                ok(s.revoke(&u, &Revoke::All, t0).await, "concurrent revoke")
+                ok(
+                    s.revoke(&RevokeSessions {
+                        user_id: u.to_owned(),
+                        scope: Revoke::All,
+                        now: t0,
+                    })
+                    .await,
+                    "concurrent revoke",
+                )
             }));
         }
     }
@@ -404,14 +507,26 @@ pub async fn sync_user_updates_live_sessions<S: SessionStore + Clone>(store: S) 
     let b1 = log_in(&store, &bob, t0 + 4 * SECOND).await;
     ok(
         store
-            .destroy(&gone.id, EndReason::LoggedOut, t0 + 5 * SECOND)
+            .destroy(&Destroy {
+                id: gone.id.clone(),
+                reason: EndReason::LoggedOut,
+                now: t0 + 5 * SECOND,
+            })
             .await,
         "destroy",
     );
     let t1 = t0 + 3 * SECOND + 5 * MINUTE;
     let updated = bound(&alice, 2);
     assert_eq!(
-        ok(store.sync_user(&updated, t1).await, "sync_user"),
+        ok(
+            store
+                .sync_user(&SyncUser {
+                    user: updated.clone(),
+                    now: t1
+                })
+                .await,
+            "sync_user"
+        ),
         2,
         "sync_user must count exactly the user's live sessions"
     );

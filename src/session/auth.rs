@@ -5,7 +5,9 @@ use super::{Session, State};
 use crate::clock::ms;
 use crate::error::Error;
 use crate::manager::SessionManager;
-use crate::store::{BoundUser, EndReason, Login, NewSession, SessionInfo, SessionRecord};
+use crate::store::{
+    BoundUser, Destroy, EndReason, Login, NewSession, Regenerate, SessionInfo, SessionRecord,
+};
 use crate::token::{SessionId, Tag, Token};
 use crate::user::SessionUser;
 
@@ -119,9 +121,11 @@ impl Session {
             shared
                 .call(
                     "destroy",
-                    shared
-                        .store
-                        .destroy(&id, EndReason::LoggedOut, shared.now()),
+                    shared.store.destroy(&Destroy {
+                        id,
+                        reason: EndReason::LoggedOut,
+                        now: shared.now(),
+                    }),
                 )
                 .await?;
         }
@@ -161,9 +165,12 @@ impl Session {
         let done = shared
             .call(
                 "regenerate",
-                shared
-                    .store
-                    .regenerate(&id, &token.digest(), &changes.delta(), now),
+                shared.store.regenerate(&Regenerate {
+                    id: id.clone(),
+                    token: token.digest(),
+                    delta: changes.delta(),
+                    now,
+                }),
             )
             .await;
         match done {

@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::{Changes, Session};
 use crate::clock::{ms, Millis};
 use crate::error::Error;
-use crate::store::{NewSession, SessionRecord};
+use crate::store::{NewSession, Save, SessionRecord};
 use crate::token::{SessionId, Tag, Token};
 use crate::transport::{Outcome, Via};
 
@@ -91,7 +91,14 @@ impl Session {
             return self.create(changes, now).await;
         };
         let saved = shared
-            .call("save", shared.store.save(&id, &changes.delta(), now))
+            .call(
+                "save",
+                shared.store.save(&Save {
+                    id: id.clone(),
+                    delta: changes.delta(),
+                    now,
+                }),
+            )
             .await;
         match saved {
             Ok(true) => {

@@ -6,7 +6,7 @@ use crate::config::StaleTokenPolicy;
 use crate::error::Error;
 use crate::regeneration::Regeneration;
 use crate::store::{
-    EndReason, LoadOptions, Lookup, Rotated, Rotation, SessionRecord, StoreError, TokenState,
+    Destroy, EndReason, Load, Lookup, Rotated, Rotation, SessionRecord, StoreError, TokenState,
 };
 use crate::token::{seal, unseal, Token};
 
@@ -79,14 +79,13 @@ impl Session {
         let config = &shared.config;
         let now = shared.now();
         let (_, resend) = Regeneration::windows_or_default(config.regeneration.as_ref());
-        let opts = LoadOptions {
+        let load = Load {
+            token: token.digest(),
             now,
             refresh_after: Some(ms(config.refresh_after)),
             cijs: resend,
         };
-        let lookup = shared
-            .call("load", shared.store.load(&token.digest(), &opts))
-            .await?;
+        let lookup = shared.call("load", shared.store.load(&load)).await?;
         let (mut record, state) = match lookup {
             Lookup::Missing => {
                 tracing::debug!(token = %token.fingerprint(), "unknown or expired session token ignored");
@@ -102,7 +101,11 @@ impl Session {
                     shared
                         .call(
                             "destroy",
-                            shared.store.destroy(&id, EndReason::StaleToken, now),
+                            shared.store.destroy(&Destroy {
+                                id,
+                                reason: EndReason::StaleToken,
+                                now,
+                            }),
                         )
                         .await?;
                 }

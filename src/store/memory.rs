@@ -33,7 +33,7 @@ use tokio::sync::broadcast;
 use super::tokens::{Resolution, TokenSlots};
 use super::*;
 use crate::clock::{Clock, Millis, SystemClock};
-use crate::token::{SessionId, Tag, TokenDigest};
+use crate::token::{SessionId, Tag};
 
 const SHARDS: usize = 16;
 const REAP_EVERY: Duration = Duration::from_secs(1);
@@ -466,7 +466,8 @@ impl Inner {
 
 #[async_trait]
 impl SessionStore for MemoryStore {
-    async fn load(&self, token: &TokenDigest, opts: &LoadOptions) -> Result<Lookup> {
+    async fn load(&self, req: &Load) -> Result<Lookup> {
+        let (token, opts) = (&req.token, req);
         let now = opts.now;
         let mut ended = Vec::new();
         let lookup = {
@@ -501,7 +502,8 @@ impl SessionStore for MemoryStore {
         Ok(())
     }
 
-    async fn save(&self, id: &SessionId, delta: &Delta, now: Millis) -> Result<bool> {
+    async fn save(&self, req: &Save) -> Result<bool> {
+        let (id, delta, now) = (&req.id, &req.delta, req.now);
         let mut ended = Vec::new();
         let saved = {
             let mut shard = self.inner.shard(&id.tag());
@@ -553,13 +555,8 @@ impl SessionStore for MemoryStore {
         Ok(outcome)
     }
 
-    async fn regenerate(
-        &self,
-        id: &SessionId,
-        new: &TokenDigest,
-        delta: &Delta,
-        now: Millis,
-    ) -> Result<bool> {
+    async fn regenerate(&self, req: &Regenerate) -> Result<bool> {
+        let (id, new, delta, now) = (&req.id, &req.token, &req.delta, req.now);
         let mut ended = Vec::new();
         let done = {
             let mut shard = self.inner.shard(&id.tag());
@@ -667,7 +664,8 @@ impl SessionStore for MemoryStore {
         Ok(outcome)
     }
 
-    async fn destroy(&self, id: &SessionId, reason: EndReason, now: Millis) -> Result<bool> {
+    async fn destroy(&self, req: &Destroy) -> Result<bool> {
+        let (id, reason, now) = (&req.id, req.reason, req.now);
         let mut ended = Vec::new();
         let removed = {
             let mut shard = self.inner.shard(&id.tag());
@@ -678,7 +676,8 @@ impl SessionStore for MemoryStore {
         Ok(removed)
     }
 
-    async fn list_sessions(&self, user_id: &str, now: Millis) -> Result<Vec<SessionInfo>> {
+    async fn list_sessions(&self, req: &ListSessions) -> Result<Vec<SessionInfo>> {
+        let (user_id, now) = (req.user_id.as_str(), req.now);
         let mut list: Vec<SessionInfo> = Vec::new();
         self.inner.each_user_chunk(user_id, now, |shard, ids, _| {
             list.extend(
@@ -690,7 +689,8 @@ impl SessionStore for MemoryStore {
         Ok(list)
     }
 
-    async fn revoke(&self, user_id: &str, scope: &Revoke, now: Millis) -> Result<Vec<SessionId>> {
+    async fn revoke(&self, req: &RevokeSessions) -> Result<Vec<SessionId>> {
+        let (user_id, scope, now) = (req.user_id.as_str(), &req.scope, req.now);
         if let Revoke::One(one) = scope {
             let mut ended = Vec::new();
             let revoked = {
@@ -723,7 +723,8 @@ impl SessionStore for MemoryStore {
         Ok(revoked)
     }
 
-    async fn sync_user(&self, user: &BoundUser, now: Millis) -> Result<usize> {
+    async fn sync_user(&self, req: &SyncUser) -> Result<usize> {
+        let (user, now) = (&req.user, req.now);
         let mut count = 0;
         self.inner.each_user_chunk(&user.id, now, |shard, ids, _| {
             for id in &ids {
@@ -737,7 +738,8 @@ impl SessionStore for MemoryStore {
         Ok(count)
     }
 
-    async fn connect(&self, conn: &Connection, lease_until: Millis, now: Millis) -> Result<bool> {
+    async fn connect(&self, req: &Connect) -> Result<bool> {
+        let (conn, lease_until, now) = (&req.connection, req.lease_until, req.now);
         let mut ended = Vec::new();
         let connected = {
             let mut shard = self.inner.shard(&conn.session.tag());
@@ -783,14 +785,16 @@ impl SessionStore for MemoryStore {
         Ok(fetched)
     }
 
-    async fn disconnect(&self, id: &SessionId, connection_id: &str) -> Result<()> {
+    async fn disconnect(&self, req: &Disconnect) -> Result<()> {
+        let (id, connection_id) = (&req.id, req.connection_id.as_str());
         if let Some(entry) = self.inner.shard(&id.tag()).sessions.get_mut(id) {
             entry.connections.remove(connection_id);
         }
         Ok(())
     }
 
-    async fn list_connections(&self, user_id: &str, now: Millis) -> Result<Vec<Connection>> {
+    async fn list_connections(&self, req: &ListConnections) -> Result<Vec<Connection>> {
+        let (user_id, now) = (req.user_id.as_str(), req.now);
         let mut list = Vec::new();
         self.inner.each_user_chunk(user_id, now, |shard, ids, _| {
             for id in ids {
@@ -851,7 +855,14 @@ mod tests {
                 idle_timeout: Some(idle),
                 ..Delta::default()
             };
-            assert!(store.save(&id, &delta, now).await.unwrap());
+            assert!(store
+                .save(&Save {
+                    id: id.clone(),
+                    delta,
+                    now
+                })
+                .await
+                .unwrap());
             old = next;
         }
         let heap: usize = store

@@ -38,17 +38,20 @@ pub use types::*;
 use async_trait::async_trait;
 use tokio::sync::broadcast;
 
-use crate::clock::Millis;
-use crate::token::{SessionId, TokenDigest};
+use crate::token::SessionId;
 
 /// The result of a store call.
 pub type Result<T> = std::result::Result<T, StoreError>;
 
 /// Storage for sessions, their tokens, user indexes and connections.
 ///
+/// Every method takes one request struct (defined in this module: [`Load`],
+/// [`Save`], [`Rotation`], ...) carrying everything the call needs,
+/// including the current time `now`, which the caller decides: a store never
+/// reads a clock of its own to judge deadlines.
+///
 /// Every method that changes more than one thing must do so atomically: a
 /// reader never sees half of it, and two calls never interleave inside it.
-/// Methods take the current time from the caller.
 ///
 /// A session is *live* until its idle deadline (`last_seen + idle_timeout`)
 /// or its absolute deadline. A store must treat a session that is not live
@@ -57,28 +60,34 @@ pub type Result<T> = std::result::Result<T, StoreError>;
 /// What a presented token means (current, in its grace window, stale) is
 /// decided by the rules in [`tokens`]; a store written in Rust keeps a
 /// [`tokens::TokenSlots`] per session and persists what it decides.
+///
+/// The enums a store returns or matches ([`Lookup`], [`TokenState`],
+/// [`Rotated`], [`Revoke`], [`EndReason`], [`StoreErrorKind`]) are
+/// `#[non_exhaustive]`: a `match` on them outside this crate needs a
+/// wildcard arm.
 #[async_trait]
 pub trait SessionStore: Send + Sync + 'static {
-    /// Resolves a token to its session, in one round trip.
+    /// Resolves the token `load.token` to its session, in one round trip.
     ///
-    /// On success the session's idle deadline slides to `opts.now` if
-    /// `opts.refresh_after` is set and the last refresh is at least that old
+    /// On success the session's idle deadline slides to `load.now` if
+    /// `load.refresh_after` is set and the last refresh is at least that old
     /// (see [`SessionRecord::refresh_due`]); with `None` the load is silent.
     /// Presenting the current token marks it adopted. Presenting an old token
     /// inside its grace window yields [`TokenState::Replaced`] (the unadopted
     /// replacement, sealed under the old token, handed out again: it is
-    /// resent until `now + opts.cijs`), [`TokenState::Superseded`] (the
+    /// resent until `now + load.cijs`), [`TokenState::Superseded`] (the
     /// replacement was adopted) or [`TokenState::Lapsed`] (it was not
     /// presented within CIJS of its last hand-out: the caller mints a fresh
     /// one with [`SessionStore::rotate`]).
-    async fn load(&self, token: &TokenDigest, opts: &LoadOptions) -> Result<Lookup>;
+    async fn load(&self, load: &Load) -> Result<Lookup>;
 
     /// Creates a session whose first token is `new.token`.
     async fn create(&self, new: &NewSession) -> Result<()>;
 
-    /// Applies a delta to a live session. Returns `false`, changing nothing,
-    /// if the session is gone: a save never brings a session back.
-    async fn save(&self, id: &SessionId, delta: &Delta, now: Millis) -> Result<bool>;
+    /// Applies `save.delta` to the live session `save.id`. Returns `false`,
+    /// changing nothing, if the session is gone: a save never brings a
+    /// session back.
+    async fn save(&self, save: &Save) -> Result<bool>;
 
     /// Replaces the token of a session with a grace window for the old one.
     ///
@@ -92,44 +101,41 @@ pub trait SessionStore: Send + Sync + 'static {
     /// and `rotation.new` is installed.
     async fn rotate(&self, rotation: &Rotation) -> Result<Rotated>;
 
-    /// Replaces every token of a session by `new`, with no grace window, and
-    /// applies `delta`. Returns `false` if the session is gone.
-    async fn regenerate(
-        &self,
-        id: &SessionId,
-        new: &TokenDigest,
-        delta: &Delta,
-        now: Millis,
-    ) -> Result<bool>;
+    /// Replaces every token of the session `regenerate.id` by
+    /// `regenerate.token`, with no grace window, and applies
+    /// `regenerate.delta`. Returns `false` if the session is gone.
+    async fn regenerate(&self, regenerate: &Regenerate) -> Result<bool>;
 
     /// Starts the authenticated session `login.session`, carrying over the
     /// data of `login.from` if it is live (with `login.delta` applied on
     /// top: its data, idle timeout and label) and ending `login.from`;
     /// records it in the user's index and enforces `login.max_sessions` by
-    /// revoking the user's oldest sessions.
+    /// revoking the user's oldest sessions. The current time is
+    /// `login.session.now`.
     async fn login(&self, login: &Login) -> Result<LoginOutcome>;
 
-    /// Ends a session: its tokens, its index entry and its connections go
-    /// with it, and subscribers are told. Returns `false` if it was gone
-    /// (or no longer live).
-    async fn destroy(&self, id: &SessionId, reason: EndReason, now: Millis) -> Result<bool>;
+    /// Ends the session `destroy.id`: its tokens, its index entry and its
+    /// connections go with it, and subscribers are told `destroy.reason`.
+    /// Returns `false` if it was gone (or no longer live).
+    async fn destroy(&self, destroy: &Destroy) -> Result<bool>;
 
-    /// The live sessions of a user, oldest first. Dead index entries met on
-    /// the way are pruned.
-    async fn list_sessions(&self, user_id: &str, now: Millis) -> Result<Vec<SessionInfo>>;
+    /// The live sessions of the user `list.user_id`, oldest first. Dead
+    /// index entries met on the way are pruned.
+    async fn list_sessions(&self, list: &ListSessions) -> Result<Vec<SessionInfo>>;
 
-    /// Revokes sessions of a user. Only sessions in that user's index are
-    /// touched, so a caller cannot revoke someone else's session by id.
-    /// Returns the ids revoked.
-    async fn revoke(&self, user_id: &str, scope: &Revoke, now: Millis) -> Result<Vec<SessionId>>;
+    /// Revokes the sessions `revoke.scope` of the user `revoke.user_id`.
+    /// Only sessions in that user's index are touched, so a caller cannot
+    /// revoke someone else's session by id. Returns the ids revoked.
+    async fn revoke(&self, revoke: &RevokeSessions) -> Result<Vec<SessionId>>;
 
-    /// Replaces the stored user object in every live session of `user.id`,
-    /// leaving all other data alone. Returns how many sessions it updated.
-    async fn sync_user(&self, user: &BoundUser, now: Millis) -> Result<usize>;
+    /// Replaces the stored user object in every live session of
+    /// `sync.user.id`, leaving all other data alone. Returns how many
+    /// sessions it updated.
+    async fn sync_user(&self, sync: &SyncUser) -> Result<usize>;
 
-    /// Registers a long connection under its session until `lease_until`.
-    /// Returns `false` if the session is gone.
-    async fn connect(&self, conn: &Connection, lease_until: Millis, now: Millis) -> Result<bool>;
+    /// Registers the long connection `connect.connection` under its session
+    /// until `connect.lease_until`. Returns `false` if the session is gone.
+    async fn connect(&self, connect: &Connect) -> Result<bool>;
 
     /// Reads a session by id for a live connection: refreshes the session's
     /// idle deadline and the connection's lease, and returns the fresh record
@@ -138,11 +144,12 @@ pub trait SessionStore: Send + Sync + 'static {
     /// a replacement: only a client presenting it does.
     async fn fetch(&self, fetch: &Fetch) -> Result<Option<Fetched>>;
 
-    /// Removes a connection from the registry.
-    async fn disconnect(&self, id: &SessionId, connection_id: &str) -> Result<()>;
+    /// Removes the connection `disconnect.connection_id` of the session
+    /// `disconnect.id` from the registry.
+    async fn disconnect(&self, disconnect: &Disconnect) -> Result<()>;
 
-    /// The live connections of a user's live sessions.
-    async fn list_connections(&self, user_id: &str, now: Millis) -> Result<Vec<Connection>>;
+    /// The live connections of the live sessions of the user `list.user_id`.
+    async fn list_connections(&self, list: &ListConnections) -> Result<Vec<Connection>>;
 
     /// A feed of sessions that ended (destroyed, logged out, revoked, expired)
     /// anywhere this store is shared, for closing their connections.
@@ -156,53 +163,47 @@ pub trait SessionStore: Send + Sync + 'static {
 /// to choose the store at run time.
 #[async_trait]
 impl<S: SessionStore + ?Sized> SessionStore for std::sync::Arc<S> {
-    async fn load(&self, token: &TokenDigest, opts: &LoadOptions) -> Result<Lookup> {
-        (**self).load(token, opts).await
+    async fn load(&self, load: &Load) -> Result<Lookup> {
+        (**self).load(load).await
     }
     async fn create(&self, new: &NewSession) -> Result<()> {
         (**self).create(new).await
     }
-    async fn save(&self, id: &SessionId, delta: &Delta, now: Millis) -> Result<bool> {
-        (**self).save(id, delta, now).await
+    async fn save(&self, save: &Save) -> Result<bool> {
+        (**self).save(save).await
     }
     async fn rotate(&self, rotation: &Rotation) -> Result<Rotated> {
         (**self).rotate(rotation).await
     }
-    async fn regenerate(
-        &self,
-        id: &SessionId,
-        new: &TokenDigest,
-        delta: &Delta,
-        now: Millis,
-    ) -> Result<bool> {
-        (**self).regenerate(id, new, delta, now).await
+    async fn regenerate(&self, regenerate: &Regenerate) -> Result<bool> {
+        (**self).regenerate(regenerate).await
     }
     async fn login(&self, login: &Login) -> Result<LoginOutcome> {
         (**self).login(login).await
     }
-    async fn destroy(&self, id: &SessionId, reason: EndReason, now: Millis) -> Result<bool> {
-        (**self).destroy(id, reason, now).await
+    async fn destroy(&self, destroy: &Destroy) -> Result<bool> {
+        (**self).destroy(destroy).await
     }
-    async fn list_sessions(&self, user_id: &str, now: Millis) -> Result<Vec<SessionInfo>> {
-        (**self).list_sessions(user_id, now).await
+    async fn list_sessions(&self, list: &ListSessions) -> Result<Vec<SessionInfo>> {
+        (**self).list_sessions(list).await
     }
-    async fn revoke(&self, user_id: &str, scope: &Revoke, now: Millis) -> Result<Vec<SessionId>> {
-        (**self).revoke(user_id, scope, now).await
+    async fn revoke(&self, revoke: &RevokeSessions) -> Result<Vec<SessionId>> {
+        (**self).revoke(revoke).await
     }
-    async fn sync_user(&self, user: &BoundUser, now: Millis) -> Result<usize> {
-        (**self).sync_user(user, now).await
+    async fn sync_user(&self, sync: &SyncUser) -> Result<usize> {
+        (**self).sync_user(sync).await
     }
-    async fn connect(&self, conn: &Connection, lease_until: Millis, now: Millis) -> Result<bool> {
-        (**self).connect(conn, lease_until, now).await
+    async fn connect(&self, connect: &Connect) -> Result<bool> {
+        (**self).connect(connect).await
     }
     async fn fetch(&self, fetch: &Fetch) -> Result<Option<Fetched>> {
         (**self).fetch(fetch).await
     }
-    async fn disconnect(&self, id: &SessionId, connection_id: &str) -> Result<()> {
-        (**self).disconnect(id, connection_id).await
+    async fn disconnect(&self, disconnect: &Disconnect) -> Result<()> {
+        (**self).disconnect(disconnect).await
     }
-    async fn list_connections(&self, user_id: &str, now: Millis) -> Result<Vec<Connection>> {
-        (**self).list_connections(user_id, now).await
+    async fn list_connections(&self, list: &ListConnections) -> Result<Vec<Connection>> {
+        (**self).list_connections(list).await
     }
     fn subscribe(&self) -> broadcast::Receiver<SessionEnded> {
         (**self).subscribe()

@@ -95,6 +95,7 @@ pub enum TokenState {
 // to save stack space in the rare ones.
 #[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Lookup {
     /// No live session has this token.
     Missing,
@@ -112,7 +113,9 @@ pub enum Lookup {
 
 /// Parameters of [`SessionStore::load`](super::SessionStore::load).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LoadOptions {
+pub struct Load {
+    /// The digest of the token presented.
+    pub token: TokenDigest,
     /// The current time.
     pub now: Millis,
     /// Slide the idle deadline if the last refresh is this old (see
@@ -197,6 +200,17 @@ impl Delta {
     }
 }
 
+/// Parameters of [`SessionStore::save`](super::SessionStore::save).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Save {
+    /// The session.
+    pub id: SessionId,
+    /// The change to apply.
+    pub delta: Delta,
+    /// The current time: the session must be live at it.
+    pub now: Millis,
+}
+
 /// Parameters of [`SessionStore::rotate`](super::SessionStore::rotate).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rotation {
@@ -218,6 +232,7 @@ pub struct Rotation {
 
 /// The outcome of [`SessionStore::rotate`](super::SessionStore::rotate).
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Rotated {
     /// The candidate is now the session's token.
     Installed,
@@ -229,6 +244,19 @@ pub enum Rotated {
     Superseded,
     /// The session or the token is gone.
     Gone,
+}
+
+/// Parameters of [`SessionStore::regenerate`](super::SessionStore::regenerate).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Regenerate {
+    /// The session.
+    pub id: SessionId,
+    /// The token that replaces every token of the session.
+    pub token: TokenDigest,
+    /// The change to apply along with it.
+    pub delta: Delta,
+    /// The current time (the new token's TTG).
+    pub now: Millis,
 }
 
 /// Parameters of [`SessionStore::login`](super::SessionStore::login).
@@ -254,8 +282,49 @@ pub struct LoginOutcome {
     pub evicted: Vec<SessionId>,
 }
 
+/// Parameters of [`SessionStore::destroy`](super::SessionStore::destroy).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Destroy {
+    /// The session.
+    pub id: SessionId,
+    /// Why it ends, as told to subscribers.
+    pub reason: EndReason,
+    /// The current time: a session no longer live at it counts as gone.
+    pub now: Millis,
+}
+
+/// Parameters of [`SessionStore::list_sessions`](super::SessionStore::list_sessions).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListSessions {
+    /// The user.
+    pub user_id: String,
+    /// The current time: only sessions live at it are listed.
+    pub now: Millis,
+}
+
+/// Parameters of [`SessionStore::revoke`](super::SessionStore::revoke).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RevokeSessions {
+    /// The user whose sessions are revoked.
+    pub user_id: String,
+    /// Which of them.
+    pub scope: Revoke,
+    /// The current time: only sessions live at it are revoked.
+    pub now: Millis,
+}
+
+/// Parameters of [`SessionStore::sync_user`](super::SessionStore::sync_user).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SyncUser {
+    /// The user object to store in every live session of `user.id`.
+    pub user: BoundUser,
+    /// The current time: only sessions live at it are updated.
+    pub now: Millis,
+}
+
 /// Which of a user's sessions to revoke.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Revoke {
     /// One session.
     One(SessionId),
@@ -308,6 +377,37 @@ pub struct Connection {
     pub opened_at: Millis,
 }
 
+/// Parameters of [`SessionStore::connect`](super::SessionStore::connect).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Connect {
+    /// The connection to register.
+    pub connection: Connection,
+    /// When its registration lapses unless a [`Fetch`] renews it.
+    pub lease_until: Millis,
+    /// The current time: its session must be live at it.
+    pub now: Millis,
+}
+
+/// Parameters of [`SessionStore::disconnect`](super::SessionStore::disconnect).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Disconnect {
+    /// The connection's session.
+    pub id: SessionId,
+    /// The connection's id.
+    pub connection_id: String,
+    /// The current time.
+    pub now: Millis,
+}
+
+/// Parameters of [`SessionStore::list_connections`](super::SessionStore::list_connections).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListConnections {
+    /// The user.
+    pub user_id: String,
+    /// The current time: only live connections of live sessions are listed.
+    pub now: Millis,
+}
+
 /// Parameters of [`SessionStore::fetch`](super::SessionStore::fetch).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Fetch {
@@ -336,6 +436,7 @@ pub struct Fetched {
 /// Why a session ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum EndReason {
     /// The user logged out, or the application destroyed it.
     LoggedOut,

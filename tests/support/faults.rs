@@ -5,9 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use sessionkit::clock::Millis;
 use sessionkit::store::*;
-use sessionkit::token::TokenDigest;
 use sessionkit::SessionId;
 use tokio::sync::{broadcast, Notify};
 
@@ -56,13 +54,13 @@ impl Faulty {
 
 #[async_trait]
 impl SessionStore for Faulty {
-    async fn load(&self, token: &TokenDigest, opts: &LoadOptions) -> Result<Lookup> {
-        self.inner.load(token, opts).await
+    async fn load(&self, req: &Load) -> Result<Lookup> {
+        self.inner.load(req).await
     }
     async fn create(&self, new: &NewSession) -> Result<()> {
         self.inner.create(new).await
     }
-    async fn save(&self, id: &SessionId, delta: &Delta, now: Millis) -> Result<bool> {
+    async fn save(&self, req: &Save) -> Result<bool> {
         if self.fail.load(Ordering::SeqCst) {
             return Err(StoreError::backend("connection refused"));
         }
@@ -70,46 +68,40 @@ impl SessionStore for Faulty {
             self.entered.notify_one();
             self.released.notified().await;
         }
-        self.inner.save(id, delta, now).await
+        self.inner.save(req).await
     }
     async fn rotate(&self, r: &Rotation) -> Result<Rotated> {
         self.inner.rotate(r).await
     }
-    async fn regenerate(
-        &self,
-        id: &SessionId,
-        new: &TokenDigest,
-        delta: &Delta,
-        now: Millis,
-    ) -> Result<bool> {
-        self.inner.regenerate(id, new, delta, now).await
+    async fn regenerate(&self, req: &Regenerate) -> Result<bool> {
+        self.inner.regenerate(req).await
     }
     async fn login(&self, login: &Login) -> Result<LoginOutcome> {
         self.inner.login(login).await
     }
-    async fn destroy(&self, id: &SessionId, reason: EndReason, now: Millis) -> Result<bool> {
-        self.inner.destroy(id, reason, now).await
+    async fn destroy(&self, req: &Destroy) -> Result<bool> {
+        self.inner.destroy(req).await
     }
-    async fn list_sessions(&self, user_id: &str, now: Millis) -> Result<Vec<SessionInfo>> {
-        self.inner.list_sessions(user_id, now).await
+    async fn list_sessions(&self, req: &ListSessions) -> Result<Vec<SessionInfo>> {
+        self.inner.list_sessions(req).await
     }
-    async fn revoke(&self, user_id: &str, scope: &Revoke, now: Millis) -> Result<Vec<SessionId>> {
-        self.inner.revoke(user_id, scope, now).await
+    async fn revoke(&self, req: &RevokeSessions) -> Result<Vec<SessionId>> {
+        self.inner.revoke(req).await
     }
-    async fn sync_user(&self, user: &BoundUser, now: Millis) -> Result<usize> {
-        self.inner.sync_user(user, now).await
+    async fn sync_user(&self, req: &SyncUser) -> Result<usize> {
+        self.inner.sync_user(req).await
     }
-    async fn connect(&self, conn: &Connection, lease_until: Millis, now: Millis) -> Result<bool> {
-        self.inner.connect(conn, lease_until, now).await
+    async fn connect(&self, req: &Connect) -> Result<bool> {
+        self.inner.connect(req).await
     }
     async fn fetch(&self, f: &Fetch) -> Result<Option<Fetched>> {
         self.inner.fetch(f).await
     }
-    async fn disconnect(&self, id: &SessionId, connection_id: &str) -> Result<()> {
-        self.inner.disconnect(id, connection_id).await
+    async fn disconnect(&self, req: &Disconnect) -> Result<()> {
+        self.inner.disconnect(req).await
     }
-    async fn list_connections(&self, user_id: &str, now: Millis) -> Result<Vec<Connection>> {
-        self.inner.list_connections(user_id, now).await
+    async fn list_connections(&self, req: &ListConnections) -> Result<Vec<Connection>> {
+        self.inner.list_connections(req).await
     }
     fn subscribe(&self) -> broadcast::Receiver<SessionEnded> {
         self.inner.subscribe()

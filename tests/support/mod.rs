@@ -19,9 +19,7 @@ use axum::Router;
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use serde::{Deserialize, Serialize};
-use sessionkit::clock::Millis;
 use sessionkit::store::*;
-use sessionkit::token::TokenDigest;
 use sessionkit::{SessionId, SessionUser};
 use tokio::sync::broadcast;
 use tower::ServiceExt;
@@ -143,62 +141,56 @@ impl<S> Counting<S> {
 
 #[async_trait]
 impl<S: SessionStore> SessionStore for Counting<S> {
-    async fn load(&self, token: &TokenDigest, opts: &LoadOptions) -> Result<Lookup> {
+    async fn load(&self, req: &Load) -> Result<Lookup> {
         self.loads.fetch_add(1, Ordering::SeqCst);
-        self.inner.load(token, opts).await
+        self.inner.load(req).await
     }
     async fn create(&self, new: &NewSession) -> Result<()> {
         self.write();
         self.inner.create(new).await
     }
-    async fn save(&self, id: &SessionId, delta: &Delta, now: Millis) -> Result<bool> {
+    async fn save(&self, req: &Save) -> Result<bool> {
         self.write();
-        self.inner.save(id, delta, now).await
+        self.inner.save(req).await
     }
     async fn rotate(&self, r: &Rotation) -> Result<Rotated> {
         self.write();
         self.inner.rotate(r).await
     }
-    async fn regenerate(
-        &self,
-        id: &SessionId,
-        new: &TokenDigest,
-        delta: &Delta,
-        now: Millis,
-    ) -> Result<bool> {
+    async fn regenerate(&self, req: &Regenerate) -> Result<bool> {
         self.write();
-        self.inner.regenerate(id, new, delta, now).await
+        self.inner.regenerate(req).await
     }
     async fn login(&self, login: &Login) -> Result<LoginOutcome> {
         self.write();
         self.inner.login(login).await
     }
-    async fn destroy(&self, id: &SessionId, reason: EndReason, now: Millis) -> Result<bool> {
+    async fn destroy(&self, req: &Destroy) -> Result<bool> {
         self.write();
-        self.inner.destroy(id, reason, now).await
+        self.inner.destroy(req).await
     }
-    async fn list_sessions(&self, user_id: &str, now: Millis) -> Result<Vec<SessionInfo>> {
-        self.inner.list_sessions(user_id, now).await
+    async fn list_sessions(&self, req: &ListSessions) -> Result<Vec<SessionInfo>> {
+        self.inner.list_sessions(req).await
     }
-    async fn revoke(&self, user_id: &str, scope: &Revoke, now: Millis) -> Result<Vec<SessionId>> {
+    async fn revoke(&self, req: &RevokeSessions) -> Result<Vec<SessionId>> {
         self.write();
-        self.inner.revoke(user_id, scope, now).await
+        self.inner.revoke(req).await
     }
-    async fn sync_user(&self, user: &BoundUser, now: Millis) -> Result<usize> {
+    async fn sync_user(&self, req: &SyncUser) -> Result<usize> {
         self.write();
-        self.inner.sync_user(user, now).await
+        self.inner.sync_user(req).await
     }
-    async fn connect(&self, conn: &Connection, lease_until: Millis, now: Millis) -> Result<bool> {
-        self.inner.connect(conn, lease_until, now).await
+    async fn connect(&self, req: &Connect) -> Result<bool> {
+        self.inner.connect(req).await
     }
     async fn fetch(&self, f: &Fetch) -> Result<Option<Fetched>> {
         self.inner.fetch(f).await
     }
-    async fn disconnect(&self, id: &SessionId, connection_id: &str) -> Result<()> {
-        self.inner.disconnect(id, connection_id).await
+    async fn disconnect(&self, req: &Disconnect) -> Result<()> {
+        self.inner.disconnect(req).await
     }
-    async fn list_connections(&self, user_id: &str, now: Millis) -> Result<Vec<Connection>> {
-        self.inner.list_connections(user_id, now).await
+    async fn list_connections(&self, req: &ListConnections) -> Result<Vec<Connection>> {
+        self.inner.list_connections(req).await
     }
     fn subscribe(&self) -> broadcast::Receiver<SessionEnded> {
         self.inner.subscribe()
@@ -224,52 +216,46 @@ impl Broken {
 
 #[async_trait]
 impl SessionStore for Broken {
-    async fn load(&self, _: &TokenDigest, _: &LoadOptions) -> Result<Lookup> {
+    async fn load(&self, _: &Load) -> Result<Lookup> {
         self.fail().await
     }
     async fn create(&self, _: &NewSession) -> Result<()> {
         self.fail().await
     }
-    async fn save(&self, _: &SessionId, _: &Delta, _: Millis) -> Result<bool> {
+    async fn save(&self, _: &Save) -> Result<bool> {
         self.fail().await
     }
     async fn rotate(&self, _: &Rotation) -> Result<Rotated> {
         self.fail().await
     }
-    async fn regenerate(
-        &self,
-        _: &SessionId,
-        _: &TokenDigest,
-        _: &Delta,
-        _: Millis,
-    ) -> Result<bool> {
+    async fn regenerate(&self, _: &Regenerate) -> Result<bool> {
         self.fail().await
     }
     async fn login(&self, _: &Login) -> Result<LoginOutcome> {
         self.fail().await
     }
-    async fn destroy(&self, _: &SessionId, _: EndReason, _: Millis) -> Result<bool> {
+    async fn destroy(&self, _: &Destroy) -> Result<bool> {
         self.fail().await
     }
-    async fn list_sessions(&self, _: &str, _: Millis) -> Result<Vec<SessionInfo>> {
+    async fn list_sessions(&self, _: &ListSessions) -> Result<Vec<SessionInfo>> {
         self.fail().await
     }
-    async fn revoke(&self, _: &str, _: &Revoke, _: Millis) -> Result<Vec<SessionId>> {
+    async fn revoke(&self, _: &RevokeSessions) -> Result<Vec<SessionId>> {
         self.fail().await
     }
-    async fn sync_user(&self, _: &BoundUser, _: Millis) -> Result<usize> {
+    async fn sync_user(&self, _: &SyncUser) -> Result<usize> {
         self.fail().await
     }
-    async fn connect(&self, _: &Connection, _: Millis, _: Millis) -> Result<bool> {
+    async fn connect(&self, _: &Connect) -> Result<bool> {
         self.fail().await
     }
     async fn fetch(&self, _: &Fetch) -> Result<Option<Fetched>> {
         self.fail().await
     }
-    async fn disconnect(&self, _: &SessionId, _: &str) -> Result<()> {
+    async fn disconnect(&self, _: &Disconnect) -> Result<()> {
         self.fail().await
     }
-    async fn list_connections(&self, _: &str, _: Millis) -> Result<Vec<Connection>> {
+    async fn list_connections(&self, _: &ListConnections) -> Result<Vec<Connection>> {
         self.fail().await
     }
     fn subscribe(&self) -> broadcast::Receiver<SessionEnded> {

@@ -79,12 +79,13 @@ use self::keys::Keys;
 use self::reply::{at, int, items, pairs, record, session_id, text};
 use self::scripts::{push_delta, push_new_session, push_pairs, Call, Script};
 use super::{
-    BoundUser, Connection, Delta, EndReason, Fetch, Fetched, LoadOptions, Login, LoginOutcome,
-    Lookup, NewSession, Result, Revoke, Rotated, Rotation, SessionEnded, SessionInfo, SessionStore,
-    StoreError, TokenState,
+    Connect, Connection, Destroy, Disconnect, EndReason, Fetch, Fetched, ListConnections,
+    ListSessions, Load, Login, LoginOutcome, Lookup, NewSession, Regenerate, Result, Revoke,
+    RevokeSessions, Rotated, Rotation, Save, SessionEnded, SessionInfo, SessionStore, StoreError,
+    SyncUser, TokenState,
 };
 use crate::clock::Millis;
-use crate::token::{SessionId, TokenDigest};
+use crate::token::SessionId;
 
 const DEFAULT_PREFIX: &str = "sessionkit:";
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -383,7 +384,8 @@ impl std::fmt::Debug for RedisStore {
 
 #[async_trait]
 impl SessionStore for RedisStore {
-    async fn load(&self, token: &TokenDigest, opts: &LoadOptions) -> Result<Lookup> {
+    async fn load(&self, req: &Load) -> Result<Lookup> {
+        let (token, opts) = (&req.token, req);
         let (base, key) = self.inner.keys.token(token);
         let mut inv = self.call(&scripts::LOAD, &key, &base);
         inv.arg(&token.hash)
@@ -431,7 +433,8 @@ impl SessionStore for RedisStore {
         Ok(())
     }
 
-    async fn save(&self, id: &SessionId, delta: &Delta, now: Millis) -> Result<bool> {
+    async fn save(&self, req: &Save) -> Result<bool> {
+        let (id, delta, now) = (&req.id, &req.delta, req.now);
         let (base, key) = self.inner.keys.session(id);
         let mut inv = self.call(&scripts::SAVE, &key, &base);
         inv.arg(id.as_str()).arg(now);
@@ -462,13 +465,8 @@ impl SessionStore for RedisStore {
         }
     }
 
-    async fn regenerate(
-        &self,
-        id: &SessionId,
-        new: &TokenDigest,
-        delta: &Delta,
-        now: Millis,
-    ) -> Result<bool> {
+    async fn regenerate(&self, req: &Regenerate) -> Result<bool> {
+        let (id, new, delta, now) = (&req.id, &req.token, &req.delta, req.now);
         let (base, key) = self.inner.keys.session(id);
         let mut inv = self.call(&scripts::REGENERATE, &key, &base);
         inv.arg(id.as_str()).arg(&new.hash).arg(now);
@@ -523,7 +521,14 @@ impl SessionStore for RedisStore {
         push_delta(&mut inv, &login.delta);
         let reply: Value = self.run(&inv).await?;
         if let Some(old) = ends_after {
-            if let Err(err) = self.destroy(old, EndReason::Replaced, new.now).await {
+            if let Err(err) = self
+                .destroy(&Destroy {
+                    id: old.clone(),
+                    reason: EndReason::Replaced,
+                    now: new.now,
+                })
+                .await
+            {
                 tracing::warn!(session = %old, error = %err, "the session a login replaced could not be ended; it idles out");
             }
         }
@@ -534,14 +539,16 @@ impl SessionStore for RedisStore {
         })
     }
 
-    async fn destroy(&self, id: &SessionId, reason: EndReason, now: Millis) -> Result<bool> {
+    async fn destroy(&self, req: &Destroy) -> Result<bool> {
+        let (id, reason, now) = (&req.id, req.reason, req.now);
         let (base, key) = self.inner.keys.session(id);
         let mut inv = self.call(&scripts::DESTROY, &key, &base);
         inv.arg(id.as_str()).arg(reason_name(reason)).arg(now);
         Ok(self.run::<i64>(&inv).await? == 1)
     }
 
-    async fn list_sessions(&self, user_id: &str, now: Millis) -> Result<Vec<SessionInfo>> {
+    async fn list_sessions(&self, req: &ListSessions) -> Result<Vec<SessionInfo>> {
+        let (user_id, now) = (req.user_id.as_str(), req.now);
         let mut list = Vec::new();
         self.each_chunk(&scripts::LIST, user_id, now, &[], |rows| {
             for row in items(rows)?.chunks(6) {
@@ -556,7 +563,8 @@ impl SessionStore for RedisStore {
         Ok(list)
     }
 
-    async fn revoke(&self, user_id: &str, scope: &Revoke, now: Millis) -> Result<Vec<SessionId>> {
+    async fn revoke(&self, req: &RevokeSessions) -> Result<Vec<SessionId>> {
+        let (user_id, scope, now) = (req.user_id.as_str(), &req.scope, req.now);
         let (mode, target) = match scope {
             Revoke::One(id) => ("one", id.as_str()),
             Revoke::All => ("all", ""),
@@ -582,7 +590,8 @@ impl SessionStore for RedisStore {
         }
     }
 
-    async fn sync_user(&self, user: &BoundUser, now: Millis) -> Result<usize> {
+    async fn sync_user(&self, req: &SyncUser) -> Result<usize> {
+        let (user, now) = (&req.user, req.now);
         let mut count = 0;
         self.each_chunk(&scripts::SYNC_USER, &user.id, now, &[&user.json], |n| {
             count += usize::try_from(int(n)?).unwrap_or(0);
@@ -592,7 +601,8 @@ impl SessionStore for RedisStore {
         Ok(count)
     }
 
-    async fn connect(&self, conn: &Connection, lease_until: Millis, now: Millis) -> Result<bool> {
+    async fn connect(&self, req: &Connect) -> Result<bool> {
+        let (conn, lease_until, now) = (&req.connection, req.lease_until, req.now);
         let json = serde_json::to_string(conn)
             .map_err(|e| StoreError::corrupt(format!("connection not serializable: {e}")))?;
         let (base, key) = self.inner.keys.session(&conn.session);
@@ -629,14 +639,16 @@ impl SessionStore for RedisStore {
         }))
     }
 
-    async fn disconnect(&self, id: &SessionId, connection_id: &str) -> Result<()> {
+    async fn disconnect(&self, req: &Disconnect) -> Result<()> {
+        let (id, connection_id) = (&req.id, req.connection_id.as_str());
         let mut cmd = redis::cmd("HDEL");
         cmd.arg(self.inner.keys.connections(id)).arg(connection_id);
         let _: i64 = self.inner.link.query(&cmd).await?;
         Ok(())
     }
 
-    async fn list_connections(&self, user_id: &str, now: Millis) -> Result<Vec<Connection>> {
+    async fn list_connections(&self, req: &ListConnections) -> Result<Vec<Connection>> {
+        let (user_id, now) = (req.user_id.as_str(), req.now);
         let mut list: Vec<Connection> = Vec::new();
         self.each_chunk(&scripts::CONNECTIONS, user_id, now, &[], |values| {
             for v in items(values)? {

@@ -510,8 +510,8 @@ where
 }
 
 /// [`SessionStore::load`], on any [`Rows`].
-async fn load<R: Rows + ?Sized>(db: &R, token: &TokenDigest, opts: &LoadOptions) -> Result<Lookup> {
-    let now = opts.now;
+async fn load<R: Rows + ?Sized>(db: &R, opts: &Load) -> Result<Lookup> {
+    let (token, now) = (&opts.token, opts.now);
     change(
         db,
         Key::Token(&token.hash),

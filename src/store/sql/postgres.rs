@@ -335,8 +335,8 @@ impl Rows for PostgresStore {
 
 #[async_trait]
 impl SessionStore for PostgresStore {
-    async fn load(&self, token: &TokenDigest, opts: &LoadOptions) -> Result<Lookup> {
-        load(self, token, opts).await
+    async fn load(&self, req: &Load) -> Result<Lookup> {
+        load(self, req).await
     }
 
     async fn create(&self, new: &NewSession) -> Result<()> {
@@ -349,7 +349,8 @@ impl SessionStore for PostgresStore {
         Ok(())
     }
 
-    async fn save(&self, id: &SessionId, delta: &Delta, now: Millis) -> Result<bool> {
+    async fn save(&self, req: &Save) -> Result<bool> {
+        let (id, delta, now) = (&req.id, &req.delta, req.now);
         // One statement: the delta is applied by the database, so a save
         // needs no read first. It touches no token column: a sealed
         // replacement whose time is over goes at the next load, rotation or
@@ -383,13 +384,8 @@ impl SessionStore for PostgresStore {
         rotate(self, rotation).await
     }
 
-    async fn regenerate(
-        &self,
-        id: &SessionId,
-        new: &TokenDigest,
-        delta: &Delta,
-        now: Millis,
-    ) -> Result<bool> {
+    async fn regenerate(&self, req: &Regenerate) -> Result<bool> {
+        let (id, new, delta, now) = (&req.id, &req.token, &req.delta, req.now);
         regenerate(self, id, new, delta, now).await
     }
 
@@ -445,7 +441,8 @@ impl SessionStore for PostgresStore {
         Ok(LoginOutcome { data, evicted })
     }
 
-    async fn destroy(&self, id: &SessionId, reason: EndReason, now: Millis) -> Result<bool> {
+    async fn destroy(&self, req: &Destroy) -> Result<bool> {
+        let (id, reason, now) = (&req.id, req.reason, req.now);
         let rows: Vec<(String, i64)> = sqlx::query_as(&self.inner.sql.destroy)
             .bind(id.as_str())
             .bind(db_time(now)?)
@@ -456,7 +453,8 @@ impl SessionStore for PostgresStore {
         Ok(!ends(&rows, now, reason)?.1.is_empty())
     }
 
-    async fn list_sessions(&self, user_id: &str, now: Millis) -> Result<Vec<SessionInfo>> {
+    async fn list_sessions(&self, req: &ListSessions) -> Result<Vec<SessionInfo>> {
+        let (user_id, now) = (req.user_id.as_str(), req.now);
         self.ended(&self.inner.sql.prune_user, user_id, now).await?;
         let rows: Vec<InfoRow> = sqlx::query_as(LIST)
             .bind(user_id)
@@ -469,7 +467,8 @@ impl SessionStore for PostgresStore {
         Ok(list)
     }
 
-    async fn revoke(&self, user_id: &str, scope: &Revoke, now: Millis) -> Result<Vec<SessionId>> {
+    async fn revoke(&self, req: &RevokeSessions) -> Result<Vec<SessionId>> {
+        let (user_id, scope, now) = (req.user_id.as_str(), &req.scope, req.now);
         let t = db_time(now)?;
         if let Revoke::One(one) = scope {
             let rows: Vec<(String, i64)> = sqlx::query_as(&self.inner.sql.revoke_one)
@@ -501,7 +500,8 @@ impl SessionStore for PostgresStore {
         }
     }
 
-    async fn sync_user(&self, user: &BoundUser, now: Millis) -> Result<usize> {
+    async fn sync_user(&self, req: &SyncUser) -> Result<usize> {
+        let (user, now) = (&req.user, req.now);
         let t = db_time(now)?;
         let mut count = 0;
         let mut after = String::new();
@@ -525,7 +525,8 @@ impl SessionStore for PostgresStore {
         }
     }
 
-    async fn connect(&self, conn: &Connection, lease_until: Millis, now: Millis) -> Result<bool> {
+    async fn connect(&self, req: &Connect) -> Result<bool> {
+        let (conn, lease_until, now) = (&req.connection, req.lease_until, req.now);
         let t = db_time(now)?;
         let mut tx = self.inner.pool.begin().await.map_err(sqlx_error)?;
         let touched: Option<(String,)> = sqlx::query_as(TOUCH)
@@ -563,7 +564,8 @@ impl SessionStore for PostgresStore {
         fetch(self, f).await
     }
 
-    async fn disconnect(&self, id: &SessionId, connection_id: &str) -> Result<()> {
+    async fn disconnect(&self, req: &Disconnect) -> Result<()> {
+        let (id, connection_id) = (&req.id, req.connection_id.as_str());
         sqlx::query(DISCONNECT)
             .bind(id.as_str())
             .bind(connection_id)
@@ -573,7 +575,8 @@ impl SessionStore for PostgresStore {
         Ok(())
     }
 
-    async fn list_connections(&self, user_id: &str, now: Millis) -> Result<Vec<Connection>> {
+    async fn list_connections(&self, req: &ListConnections) -> Result<Vec<Connection>> {
+        let (user_id, now) = (req.user_id.as_str(), req.now);
         let rows: Vec<ConnectionRow> = sqlx::query_as(LIST_CONNECTIONS)
             .bind(user_id)
             .bind(db_time(now)?)

@@ -275,8 +275,8 @@ impl Rows for SqliteStore {
 
 #[async_trait]
 impl SessionStore for SqliteStore {
-    async fn load(&self, token: &TokenDigest, opts: &LoadOptions) -> Result<Lookup> {
-        load(self, token, opts).await
+    async fn load(&self, req: &Load) -> Result<Lookup> {
+        load(self, req).await
     }
 
     async fn create(&self, new: &NewSession) -> Result<()> {
@@ -289,7 +289,8 @@ impl SessionStore for SqliteStore {
         Ok(())
     }
 
-    async fn save(&self, id: &SessionId, delta: &Delta, now: Millis) -> Result<bool> {
+    async fn save(&self, req: &Save) -> Result<bool> {
+        let (id, delta, now) = (&req.id, &req.delta, req.now);
         save(self, id, delta, now).await
     }
 
@@ -297,13 +298,8 @@ impl SessionStore for SqliteStore {
         rotate(self, rotation).await
     }
 
-    async fn regenerate(
-        &self,
-        id: &SessionId,
-        new: &TokenDigest,
-        delta: &Delta,
-        now: Millis,
-    ) -> Result<bool> {
+    async fn regenerate(&self, req: &Regenerate) -> Result<bool> {
+        let (id, new, delta, now) = (&req.id, &req.token, &req.delta, req.now);
         regenerate(self, id, new, delta, now).await
     }
 
@@ -352,7 +348,8 @@ impl SessionStore for SqliteStore {
         Ok(LoginOutcome { data, evicted })
     }
 
-    async fn destroy(&self, id: &SessionId, reason: EndReason, now: Millis) -> Result<bool> {
+    async fn destroy(&self, req: &Destroy) -> Result<bool> {
+        let (id, reason, now) = (&req.id, req.reason, req.now);
         let rows: Vec<(String, i64)> = sqlx::query_as(DESTROY)
             .bind(id.as_str())
             .fetch_all(&self.inner.pool)
@@ -363,7 +360,8 @@ impl SessionStore for SqliteStore {
         Ok(!live.is_empty())
     }
 
-    async fn list_sessions(&self, user_id: &str, now: Millis) -> Result<Vec<SessionInfo>> {
+    async fn list_sessions(&self, req: &ListSessions) -> Result<Vec<SessionInfo>> {
+        let (user_id, now) = (req.user_id.as_str(), req.now);
         self.delete(PRUNE_USER, user_id, now, EndReason::Expired)
             .await?;
         let rows: Vec<InfoRow> = sqlx::query_as(LIST)
@@ -377,7 +375,8 @@ impl SessionStore for SqliteStore {
         Ok(list)
     }
 
-    async fn revoke(&self, user_id: &str, scope: &Revoke, now: Millis) -> Result<Vec<SessionId>> {
+    async fn revoke(&self, req: &RevokeSessions) -> Result<Vec<SessionId>> {
+        let (user_id, scope, now) = (req.user_id.as_str(), &req.scope, req.now);
         if let Revoke::One(one) = scope {
             let rows: Vec<(String, i64)> = sqlx::query_as(REVOKE_ONE)
                 .bind(one.as_str())
@@ -410,7 +409,8 @@ impl SessionStore for SqliteStore {
         }
     }
 
-    async fn sync_user(&self, user: &BoundUser, now: Millis) -> Result<usize> {
+    async fn sync_user(&self, req: &SyncUser) -> Result<usize> {
+        let (user, now) = (&req.user, req.now);
         let t = db_time(now)?;
         let mut count = 0;
         let mut after = String::new();
@@ -434,7 +434,8 @@ impl SessionStore for SqliteStore {
         }
     }
 
-    async fn connect(&self, conn: &Connection, lease_until: Millis, now: Millis) -> Result<bool> {
+    async fn connect(&self, req: &Connect) -> Result<bool> {
+        let (conn, lease_until, now) = (&req.connection, req.lease_until, req.now);
         let t = db_time(now)?;
         let mut tx = self.write_lock().await?;
         let touched: Option<(String,)> = sqlx::query_as(TOUCH)
@@ -472,7 +473,8 @@ impl SessionStore for SqliteStore {
         fetch(self, f).await
     }
 
-    async fn disconnect(&self, id: &SessionId, connection_id: &str) -> Result<()> {
+    async fn disconnect(&self, req: &Disconnect) -> Result<()> {
+        let (id, connection_id) = (&req.id, req.connection_id.as_str());
         sqlx::query(DISCONNECT)
             .bind(id.as_str())
             .bind(connection_id)
@@ -482,7 +484,8 @@ impl SessionStore for SqliteStore {
         Ok(())
     }
 
-    async fn list_connections(&self, user_id: &str, now: Millis) -> Result<Vec<Connection>> {
+    async fn list_connections(&self, req: &ListConnections) -> Result<Vec<Connection>> {
+        let (user_id, now) = (req.user_id.as_str(), req.now);
         let rows: Vec<ConnectionRow> = sqlx::query_as(LIST_CONNECTIONS)
             .bind(user_id)
             .bind(db_time(now)?)
