@@ -33,9 +33,12 @@ pub struct LoginQuery {
 pub enum Store {
     Memory,
     Redis(String),
+    Postgres(String),
+    Sqlite(String),
 }
 
-/// An app's command line: `--port <port> (--memory | --redis <url>)`.
+/// An app's command line:
+/// `--port <port> (--memory | --redis <url> | --postgres <url> | --sqlite <url>)`.
 pub struct Args {
     pub port: u16,
     pub store: Store,
@@ -57,14 +60,55 @@ impl Args {
                 }
                 "--memory" => store = Some(Store::Memory),
                 "--redis" => store = Some(Store::Redis(args.next().ok_or("--redis needs a URL")?)),
+                "--postgres" => {
+                    store = Some(Store::Postgres(
+                        args.next().ok_or("--postgres needs a URL")?,
+                    ))
+                }
+                "--sqlite" => {
+                    store = Some(Store::Sqlite(args.next().ok_or("--sqlite needs a URL")?))
+                }
                 other => return Err(format!("unknown argument {other:?}")),
             }
         }
         Ok(Args {
             port: port.ok_or("--port is required")?,
-            store: store.ok_or("--memory or --redis <url> is required")?,
+            store: store.ok_or("--memory, --redis, --postgres or --sqlite <url> is required")?,
         })
     }
+}
+
+/// The SQLite pool both apps use for a file: what `sessionkit::SqliteStore::
+/// connect` builds (WAL, `synchronous = NORMAL`, foreign keys, a 5 s busy
+/// timeout, 4 connections, no ping before each call), so that the stores
+/// differ and the pools do not.
+pub async fn sqlite_pool(url: &str) -> Result<sqlx::SqlitePool, sqlx::Error> {
+    use sqlx::sqlite::{
+        SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+    };
+    use std::str::FromStr;
+    let options = SqliteConnectOptions::from_str(url)?
+        .create_if_missing(true)
+        .foreign_keys(true)
+        .busy_timeout(std::time::Duration::from_secs(5))
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal);
+    SqlitePoolOptions::new()
+        .max_connections(4)
+        .test_before_acquire(false)
+        .connect_with(options)
+        .await
+}
+
+/// The PostgreSQL pool both apps use: what `sessionkit::PostgresStore::
+/// connect` builds (sqlx's default of 10 connections, no ping before each
+/// call).
+pub async fn postgres_pool(url: &str) -> Result<sqlx::PgPool, sqlx::Error> {
+    sqlx::postgres::PgPoolOptions::new()
+        .acquire_timeout(std::time::Duration::from_secs(5))
+        .test_before_acquire(false)
+        .connect(url)
+        .await
 }
 
 /// Serves `app` on `127.0.0.1:<port>` until the process is killed.

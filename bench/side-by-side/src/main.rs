@@ -1,25 +1,39 @@
-//! The side-by-side driver: sessionkit against tower-sessions, on Redis and
-//! in memory, each app in its own process, loaded with `wrk`.
+//! The side-by-side driver: sessionkit against tower-sessions, on Redis,
+//! PostgreSQL, SQLite and in memory, each app in its own process, loaded with
+//! `wrk`.
 //!
 //! ```text
 //! bench/side-by-side/run.sh [--sessions 1000] [--duration 3] [--rounds 3]
 //!                           [--connections 32] [--threads 2]
+//!                           [--cases redis,postgres,sqlite,memory]
 //! ```
 //!
-//! It starts the four apps (each peer on Redis and in memory; on Redis each
-//! with a private `redis-server` of its own on a free loopback port, no
-//! persistence, so that command counts are its alone), logs in `--sessions`
-//! users in each (one session each) and writes their cookies to a file that
-//! `rotate.lua` cycles through. Then, `--rounds` times, it runs `wrk` for
-//! `--duration` seconds on the read route (`GET /api/me`) and the write
-//! route (`POST /api/counter`) of each app in turn, so that a busy moment of
-//! the machine falls on both peers alike, and keeps each case's best round.
-//! Around each Redis run it reads `INFO commandstats`. Last the bare route
-//! (no session layer) for the baseline, and a markdown table.
+//! It starts the apps of the selected cases (each peer on each store; on
+//! Redis each with a private `redis-server` of its own on a free loopback
+//! port, no persistence, so that command counts are its alone; on
+//! PostgreSQL both on one private server, `initdb` and `postgres` on a free
+//! loopback port, each app in a database of its own; on SQLite each in a
+//! file of its own), logs in `--sessions` users in each (one session each)
+//! and writes their cookies to a file that `rotate.lua` cycles through.
+//! Then, `--rounds` times, it runs `wrk` for `--duration` seconds on the
+//! read route (`GET /api/me`) and the write route (`POST /api/counter`) of
+//! each app in turn, so that a busy moment of the machine falls on both
+//! peers alike, and keeps each case's best round. Around each Redis run it
+//! reads `INFO commandstats`, around each PostgreSQL run
+//! `pg_stat_statements` and the CPU time of the app's backends. Last the
+//! bare route (no session layer) for the baseline, and a markdown table.
 //!
 //! Commands a script runs are counted by Redis as well, and their time is
 //! part of the script's: a peer whose requests run scripts is counted by its
 //! script calls (`EVALSHA`, `FCALL`, ...), one without by all its calls.
+//!
+//! On PostgreSQL a round trip is a top-level statement of the app's database
+//! in `pg_stat_statements` (loaded with `shared_preload_libraries`; `BEGIN`
+//! and `COMMIT` count, as utility statements): sqlx sends each statement as
+//! one Bind/Execute/Sync exchange once it is prepared on its connection, and
+//! neither pool pings before a call. The CPU is the user and system time of
+//! the database's backend processes (`pg_stat_activity`, `/proc/<pid>/stat`),
+//! not of the postmaster's background processes.
 
 use std::collections::HashMap;
 use std::io::Write as _;
@@ -51,7 +65,29 @@ const NOT_REQUESTS: [&str; 7] = [
     "flushall",
 ];
 
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Case {
+    Redis,
+    Postgres,
+    Sqlite,
+    Memory,
+}
+
+impl Case {
+    fn name(self) -> &'static str {
+        match self {
+            Case::Redis => "redis",
+            Case::Postgres => "postgres",
+            Case::Sqlite => "sqlite",
+            Case::Memory => "memory",
+        }
+    }
+}
+
+const CASES: [Case; 4] = [Case::Redis, Case::Postgres, Case::Sqlite, Case::Memory];
+
 struct Opts {
+    cases: Vec<Case>,
     sessions: usize,
     duration: u64,
     connections: usize,
@@ -61,6 +97,7 @@ struct Opts {
 
 fn opts() -> Result<Opts, Error> {
     let mut o = Opts {
+        cases: CASES.to_vec(),
         sessions: 1000,
         duration: 3,
         connections: 32,
@@ -69,6 +106,22 @@ fn opts() -> Result<Opts, Error> {
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
+        if arg == "--cases" {
+            let list = args.next().ok_or("--cases needs a list")?;
+            o.cases = CASES
+                .into_iter()
+                .filter(|c| list.split(',').any(|n| n.trim() == c.name()))
+                .collect();
+            if let Some(bad) = list
+                .split(',')
+                .find(|n| !CASES.iter().any(|c| c.name() == n.trim()))
+            {
+                return Err(
+                    format!("unknown case {bad:?} (redis, postgres, sqlite, memory)").into(),
+                );
+            }
+            continue;
+        }
         let mut value = || -> Result<usize, Error> {
             args.next()
                 .and_then(|v| v.parse().ok())
@@ -185,6 +238,303 @@ impl Redis {
     }
 }
 
+/// A private PostgreSQL server (as the crate's tests start one, see
+/// `tests/support/postgres.rs`): `initdb` into a fresh directory and
+/// `postgres` on a free loopback port, no durability (`fsync=off`), with
+/// `pg_stat_statements` loaded. PostgreSQL refuses to run as root: then the
+/// directory goes to the `postgres` user and the binaries run under its uid
+/// and gid (set before `exec`, so the child is the postmaster itself).
+struct Postgres {
+    process: Process,
+    /// Wakes up when this process exits, however it exits, to shut the
+    /// server down and remove its directory; held open until then.
+    _watchdog: Option<(Child, std::process::ChildStdin)>,
+    port: u16,
+    /// A connection to the `postgres` database, for the statistics.
+    admin: sqlx::PgConnection,
+    clock_ticks: u64,
+}
+
+/// What `Postgres::stats` reads of one database.
+#[derive(Clone, Copy, Default)]
+struct PgStats {
+    /// `pg_stat_statements` calls and their execution time (ms).
+    calls: u64,
+    exec_ms: f64,
+    /// User and system time of the database's backends, in seconds.
+    cpu: f64,
+}
+
+impl Postgres {
+    async fn start(dir: &Path) -> Result<Postgres, Error> {
+        use sqlx::Connection as _;
+        use std::os::unix::process::CommandExt as _;
+
+        let bin = pg_binaries().ok_or(
+            "initdb and postgres were not found on PATH, in /usr/local/bin or under \
+             /usr/lib/postgresql/*/bin (apt-get install postgresql)",
+        )?;
+        let root = dir.join("postgres");
+        std::fs::create_dir_all(&root)?;
+        let owner = if command_number("id", &["-u"])? == 0 {
+            Some((
+                command_number("id", &["-u", "postgres"])?,
+                command_number("id", &["-g", "postgres"])?,
+            ))
+        } else {
+            None
+        };
+        if let Some((uid, gid)) = owner {
+            let status = Command::new("chown")
+                .args(["-R", &format!("{uid}:{gid}")])
+                .arg(&root)
+                .status()?;
+            if !status.success() {
+                return Err(format!("chown {} failed", root.display()).into());
+            }
+        }
+        let as_owner = |cmd: &mut Command| {
+            if let Some((uid, gid)) = owner {
+                cmd.gid(gid).uid(uid);
+            }
+        };
+        let data = root.join("data");
+        let log = root.join("postgres.log");
+        let mut initdb = Command::new(bin.join("initdb"));
+        initdb
+            .arg("-D")
+            .arg(&data)
+            .args([
+                "-U",
+                "postgres",
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "-N",
+            ])
+            .current_dir(&root)
+            .stdin(Stdio::null());
+        as_owner(&mut initdb);
+        let out = initdb.output()?;
+        if !out.status.success() {
+            return Err(format!(
+                "initdb failed: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+            .into());
+        }
+        let port = free_port()?;
+        let log_file = std::fs::File::create(&log)?;
+        let mut postgres = Command::new(bin.join("postgres"));
+        postgres
+            .arg("-D")
+            .arg(&data)
+            .args(["-p", &port.to_string(), "-h", "127.0.0.1", "-k"])
+            .arg(&root)
+            .args(["-c", "fsync=off", "-c", "synchronous_commit=off"])
+            .args(["-c", "full_page_writes=off", "-c", "max_connections=200"])
+            .args(["-c", "shared_preload_libraries=pg_stat_statements"])
+            .args(["-c", "logging_collector=off"])
+            .current_dir(&root)
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone()?)
+            .stderr(log_file);
+        as_owner(&mut postgres);
+        let process = Process(
+            postgres
+                .spawn()
+                .map_err(|e| format!("starting postgres: {e}"))?,
+        );
+        let watchdog = pg_watchdog(process.0.id(), &root);
+        let url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
+        wait_for("postgres", || async {
+            sqlx::PgConnection::connect(&url).await.is_ok()
+        })
+        .await
+        .map_err(|e| format!("{e}: {}", std::fs::read_to_string(&log).unwrap_or_default()))?;
+        let mut admin = sqlx::PgConnection::connect(&url).await?;
+        sqlx::query("CREATE EXTENSION pg_stat_statements")
+            .execute(&mut admin)
+            .await?;
+        let clock_ticks = command_number("getconf", &["CLK_TCK"])
+            .unwrap_or(100)
+            .max(1) as u64;
+        Ok(Postgres {
+            process,
+            _watchdog: watchdog,
+            port,
+            admin,
+            clock_ticks,
+        })
+    }
+
+    /// Creates the database `name` and returns its URL.
+    async fn database(&mut self, name: &str) -> Result<String, Error> {
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut self.admin)
+            .await?;
+        Ok(format!(
+            "postgres://postgres@127.0.0.1:{}/{name}",
+            self.port
+        ))
+    }
+
+    /// The statements of `database` that took the most time, one line
+    /// each: calls, mean µs, rows per call, the text's start.
+    async fn top_statements(&mut self, database: &str) -> Result<String, Error> {
+        let rows: Vec<(i64, f64, i64, String)> = sqlx::query_as(
+            "SELECT s.calls, s.mean_exec_time * 1000, s.rows, \
+             regexp_replace(left(s.query, 300), '\\s+', ' ', 'g') \
+             FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid \
+             WHERE d.datname = $1 ORDER BY s.total_exec_time DESC LIMIT 6",
+        )
+        .bind(database)
+        .fetch_all(&mut self.admin)
+        .await?;
+        let mut out = String::new();
+        for (calls, mean_us, rows, query) in rows {
+            let per_call = rows as f64 / calls.max(1) as f64;
+            let query: String = query.chars().take(110).collect();
+            out += &format!("  {calls:>9} calls {mean_us:>8.1} µs {per_call:>5.2} rows  {query}\n");
+        }
+        Ok(out)
+    }
+
+    /// Updates of the tables of `database` and how many of them were HOT
+    /// (no index touched). Cumulative statistics: a backend's last second
+    /// may not be flushed yet.
+    async fn table_updates(&self, database: &str) -> Result<String, Error> {
+        use sqlx::Connection as _;
+        let url = format!("postgres://postgres@127.0.0.1:{}/{database}", self.port);
+        let mut conn = sqlx::PgConnection::connect(&url).await?;
+        let rows: Vec<(String, i64, i64)> = sqlx::query_as(
+            "SELECT relname::text, n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables \
+             WHERE n_tup_upd > 0 ORDER BY relname",
+        )
+        .fetch_all(&mut conn)
+        .await?;
+        let _ = conn.close().await;
+        let mut out = String::new();
+        for (table, updates, hot) in rows {
+            out += &format!("  {table}: {updates} updates, {hot} HOT\n");
+        }
+        Ok(out)
+    }
+
+    async fn version(&mut self) -> Result<String, Error> {
+        let (v,): (String,) = sqlx::query_as("SHOW server_version")
+            .fetch_one(&mut self.admin)
+            .await?;
+        Ok(v.split_whitespace().next().unwrap_or_default().to_owned())
+    }
+
+    async fn stats(&mut self, database: &str) -> Result<PgStats, Error> {
+        let (calls, exec_ms): (i64, f64) = sqlx::query_as(
+            "SELECT coalesce(sum(s.calls), 0)::int8, coalesce(sum(s.total_exec_time), 0)::float8 \
+             FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid \
+             WHERE d.datname = $1",
+        )
+        .bind(database)
+        .fetch_one(&mut self.admin)
+        .await?;
+        let pids: Vec<(i32,)> =
+            sqlx::query_as("SELECT pid FROM pg_stat_activity WHERE datname = $1")
+                .bind(database)
+                .fetch_all(&mut self.admin)
+                .await?;
+        let mut ticks = 0;
+        for (pid,) in pids {
+            // Fields 14 and 15 (utime, stime), counted after the `)` that
+            // closes the command name.
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                continue;
+            };
+            let Some((_, rest)) = stat.rsplit_once(')') else {
+                continue;
+            };
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            for i in [11, 12] {
+                ticks += fields
+                    .get(i)
+                    .and_then(|f| f.parse::<u64>().ok())
+                    .unwrap_or(0);
+            }
+        }
+        Ok(PgStats {
+            calls: calls.max(0) as u64,
+            exec_ms,
+            cpu: ticks as f64 / self.clock_ticks as f64,
+        })
+    }
+}
+
+impl Drop for Postgres {
+    /// An immediate shutdown (SIGQUIT, which ends the backends too) before
+    /// `Process` kills whatever is left.
+    fn drop(&mut self) {
+        let pid = self.process.0.id().to_string();
+        let _ = Command::new("kill").args(["-QUIT", &pid]).status();
+        for _ in 0..20 {
+            if matches!(self.process.0.try_wait(), Ok(Some(_))) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// Runs `program args` and reads the number it prints.
+fn command_number(program: &str, args: &[&str]) -> Result<u32, Error> {
+    let out = Command::new(program).args(args).output()?;
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .map_err(|_| format!("{program} {args:?} printed no number").into())
+}
+
+/// The directory holding both `initdb` and `postgres`: on PATH, in
+/// /usr/local/bin, or the newest /usr/lib/postgresql/*/bin.
+fn pg_binaries() -> Option<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect())
+        .unwrap_or_default();
+    dirs.push(PathBuf::from("/usr/local/bin"));
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let version = e.file_name().to_str()?.parse().ok()?;
+            Some((version, e.path().join("bin")))
+        })
+        .collect();
+    versions.sort_by_key(|v| std::cmp::Reverse(v.0));
+    dirs.extend(versions.into_iter().map(|(_, dir)| dir));
+    dirs.into_iter()
+        .find(|d| d.join("initdb").is_file() && d.join("postgres").is_file())
+}
+
+/// `sh -c 'read x; ...'` with a piped stdin: when this process exits (even
+/// killed), EOF wakes it to shut the server down and remove its directory.
+fn pg_watchdog(pid: u32, dir: &Path) -> Option<(Child, std::process::ChildStdin)> {
+    let script = "read x; kill -QUIT \"$0\" 2>/dev/null; \
+                  for i in 1 2 3 4 5 6 7 8 9 10; do kill -0 \"$0\" 2>/dev/null || break; sleep 0.1; done; \
+                  kill -9 \"$0\" 2>/dev/null; rm -rf \"$1\"";
+    let mut watchdog = Command::new("sh")
+        .args(["-c", script, &pid.to_string()])
+        .arg(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let stdin = watchdog.stdin.take()?;
+    Some((watchdog, stdin))
+}
+
 #[derive(Clone, Copy, PartialEq)]
 enum Peer {
     Sessionkit,
@@ -198,6 +548,14 @@ impl Peer {
             Peer::TowerSessions => "tower-sessions-app",
         }
     }
+
+    /// Its database's name on the PostgreSQL server.
+    fn database(self) -> &'static str {
+        match self {
+            Peer::Sessionkit => "sessionkit",
+            Peer::TowerSessions => "tower_sessions",
+        }
+    }
 }
 
 struct App {
@@ -206,14 +564,12 @@ struct App {
 }
 
 impl App {
-    async fn start(bin_dir: &Path, peer: Peer, redis: Option<&str>) -> Result<App, Error> {
+    /// Starts `peer` with the store arguments `store` (`--memory`,
+    /// `--redis <url>`, ...).
+    async fn start(bin_dir: &Path, peer: Peer, store: &[&str]) -> Result<App, Error> {
         let port = free_port()?;
         let mut cmd = Command::new(bin_dir.join(peer.binary()));
-        cmd.args(["--port", &port.to_string()]);
-        match redis {
-            Some(url) => cmd.args(["--redis", url]),
-            None => cmd.arg("--memory"),
-        };
+        cmd.args(["--port", &port.to_string()]).args(store);
         let process = Process(
             cmd.spawn()
                 .map_err(|e| format!("starting {}: {e}", peer.binary()))?,
@@ -330,9 +686,13 @@ fn wrk(o: &Opts, url: &str, method: &str, file: &Path, secs: u64) -> Result<Load
 #[derive(Default, Clone, Copy)]
 struct Row {
     rps: f64,
-    /// Commands per request and Redis µs per request (Redis cases).
+    /// Commands (Redis) or statements (PostgreSQL) per request, and the
+    /// server's time per request (Redis commandstats µs, PostgreSQL
+    /// statement execution µs).
     trips: Option<f64>,
     usec: Option<f64>,
+    /// PostgreSQL backends' CPU µs per request.
+    cpu: Option<f64>,
 }
 
 fn redis_cost(
@@ -365,12 +725,22 @@ struct Bench {
     dir: PathBuf,
 }
 
-/// One app under test, with its sessions' cookies and, on Redis, its own
-/// private server (so that command counts are its own alone).
+/// Where a subject keeps its sessions.
+enum Backend {
+    Memory,
+    /// Its own private server (so that command counts are its alone).
+    Redis(Redis),
+    /// Its database on the shared server.
+    Postgres,
+    Sqlite,
+}
+
+/// One app under test, with its sessions' cookies.
 struct Subject {
+    peer: Peer,
     app: App,
     cookies: PathBuf,
-    redis: Option<Redis>,
+    backend: Backend,
     /// Best read and write rows so far.
     rows: [Option<Row>; 2],
 }
@@ -378,13 +748,40 @@ struct Subject {
 const ROUTES: [(&str, &str); 2] = [("GET", "/api/me"), ("POST", "/api/counter")];
 
 impl Bench {
-    async fn subject(&self, peer: Peer, on_redis: bool) -> Result<Subject, Error> {
-        let redis = match on_redis {
-            true => Some(Redis::start(&self.dir).await?),
-            false => None,
+    async fn subject(
+        &self,
+        peer: Peer,
+        case: Case,
+        pg: Option<&mut Postgres>,
+    ) -> Result<Subject, Error> {
+        let mut store_args = Vec::new();
+        let backend = match case {
+            Case::Memory => {
+                store_args.push("--memory".to_owned());
+                Backend::Memory
+            }
+            Case::Redis => {
+                let redis = Redis::start(&self.dir).await?;
+                store_args.extend(["--redis".to_owned(), redis.url.clone()]);
+                Backend::Redis(redis)
+            }
+            Case::Postgres => {
+                let pg = pg.ok_or("no PostgreSQL server")?;
+                store_args.extend(["--postgres".to_owned(), pg.database(peer.database()).await?]);
+                Backend::Postgres
+            }
+            Case::Sqlite => {
+                let file = self.dir.join(format!("{}.db", peer.database()));
+                store_args.extend([
+                    "--sqlite".to_owned(),
+                    format!("sqlite://{}", file.display()),
+                ]);
+                Backend::Sqlite
+            }
         };
-        let app = App::start(&self.bin_dir, peer, redis.as_ref().map(|r| r.url.as_str())).await?;
-        let store = if on_redis { "redis" } else { "memory" };
+        let args: Vec<&str> = store_args.iter().map(String::as_str).collect();
+        let app = App::start(&self.bin_dir, peer, &args).await?;
+        let store = case.name();
         let cookies = self
             .dir
             .join(format!("cookies-{}-{store}.txt", peer.binary()));
@@ -396,24 +793,38 @@ impl Bench {
             self.o.sessions,
             started.elapsed().as_secs_f64()
         );
-        // Warm-up: connections, caches, scripts loaded.
+        // Warm-up: connections, caches, scripts loaded, statements prepared.
         for (method, path) in ROUTES {
             wrk(&self.o, &app.url(path), method, &cookies, 1)?;
         }
         Ok(Subject {
+            peer,
             app,
             cookies,
-            redis,
+            backend,
             rows: [None; 2],
         })
     }
 
     /// Measures one route of `s`, keeping the best run.
-    async fn measure(&self, s: &mut Subject, route: usize) -> Result<(), Error> {
+    async fn measure(
+        &self,
+        s: &mut Subject,
+        route: usize,
+        pg: Option<&mut Postgres>,
+    ) -> Result<(), Error> {
         let (method, path) = ROUTES[route];
         let url = s.app.url(path);
-        let before = match s.redis.as_mut() {
-            Some(r) => Some(r.stats().await?),
+        let redis_before = match &mut s.backend {
+            Backend::Redis(r) => Some(r.stats().await?),
+            _ => None,
+        };
+        let mut pg = match (&s.backend, pg) {
+            (Backend::Postgres, Some(pg)) => Some(pg),
+            _ => None,
+        };
+        let pg_before = match pg.as_mut() {
+            Some(pg) => Some(pg.stats(s.peer.database()).await?),
             None => None,
         };
         let load = wrk(&self.o, &url, method, &s.cookies, self.o.duration)?;
@@ -421,10 +832,19 @@ impl Bench {
             rps: load.rps,
             ..Row::default()
         };
-        if let (Some(r), Some(before)) = (s.redis.as_mut(), before) {
-            let (trips, usec) = redis_cost(&before, &r.stats().await?, load.requests);
+        let r = load.requests.max(1) as f64;
+        if let (Backend::Redis(redis), Some(before)) = (&mut s.backend, redis_before) {
+            let (trips, usec) = redis_cost(&before, &redis.stats().await?, load.requests);
             row.trips = Some(trips);
             row.usec = Some(usec);
+        }
+        if let (Some(pg), Some(before)) = (pg, pg_before) {
+            let after = pg.stats(s.peer.database()).await?;
+            // The statistics queries run in the `postgres` database, so
+            // they are not counted here.
+            row.trips = Some(after.calls.saturating_sub(before.calls) as f64 / r);
+            row.usec = Some((after.exec_ms - before.exec_ms) * 1e3 / r);
+            row.cpu = Some((after.cpu - before.cpu) * 1e6 / r);
         }
         if s.rows[route].is_none_or(|best| best.rps < row.rps) {
             s.rows[route] = Some(row);
@@ -433,7 +853,7 @@ impl Bench {
     }
 
     async fn bare(&self) -> Result<f64, Error> {
-        let app = App::start(&self.bin_dir, Peer::Sessionkit, None).await?;
+        let app = App::start(&self.bin_dir, Peer::Sessionkit, &["--memory"]).await?;
         let cookies = self.dir.join("cookies-bare.txt");
         std::fs::write(&cookies, "none=1\n")?;
         wrk(&self.o, &app.url("/bare"), "GET", &cookies, 1)?;
@@ -470,69 +890,154 @@ async fn main() -> Result<(), Error> {
 
 async fn run(bench: &Bench) -> Result<String, Error> {
     let o = &bench.o;
-    let mut subjects = Vec::new();
-    for on_redis in [true, false] {
-        for peer in [Peer::Sessionkit, Peer::TowerSessions] {
-            subjects.push(bench.subject(peer, on_redis).await?);
+    let mut pg = match o.cases.contains(&Case::Postgres) {
+        true => Some(Postgres::start(&bench.dir).await?),
+        false => None,
+    };
+    // Per case, sessionkit then tower-sessions.
+    let mut subjects: Vec<(Case, [Subject; 2])> = Vec::new();
+    for &case in &o.cases {
+        let sk = bench.subject(Peer::Sessionkit, case, pg.as_mut()).await?;
+        let ts = bench
+            .subject(Peer::TowerSessions, case, pg.as_mut())
+            .await?;
+        subjects.push((case, [sk, ts]));
+    }
+    let mut versions = Vec::new();
+    for (_, [sk, _]) in subjects.iter_mut() {
+        if let Backend::Redis(r) = &mut sk.backend {
+            if let redis::Value::BulkString(b) = r.run(&["INFO", "server"]).await? {
+                let v = String::from_utf8_lossy(&b)
+                    .lines()
+                    .find_map(|l| l.strip_prefix("redis_version:").map(str::to_owned))
+                    .unwrap_or_default();
+                versions.push(format!("Redis {v}"));
+            }
         }
     }
-    let version = match subjects[0].redis.as_mut() {
-        Some(r) => match r.run(&["INFO", "server"]).await? {
-            redis::Value::BulkString(b) => String::from_utf8_lossy(&b)
-                .lines()
-                .find_map(|l| l.strip_prefix("redis_version:").map(str::to_owned))
-                .unwrap_or_default(),
-            _ => String::new(),
-        },
-        None => String::new(),
-    };
+    if let Some(pg) = pg.as_mut() {
+        versions.push(format!("PostgreSQL {}", pg.version().await?));
+    }
+    if o.cases.contains(&Case::Sqlite) {
+        use sqlx::Connection as _;
+        let mut c = sqlx::SqliteConnection::connect("sqlite::memory:").await?;
+        let (v,): (String,) = sqlx::query_as("SELECT sqlite_version()")
+            .fetch_one(&mut c)
+            .await?;
+        versions.push(format!("SQLite {v}"));
+    }
     // Rounds, each case once a round and the peers in turn, so that a
     // noisy moment of the machine hits both alike; the best of the rounds
     // counts.
     for round in 1..=o.rounds {
         eprintln!("round {round} of {}", o.rounds);
         for route in 0..ROUTES.len() {
-            for s in subjects.iter_mut() {
-                bench.measure(s, route).await?;
+            for (_, pair) in subjects.iter_mut() {
+                for s in pair.iter_mut() {
+                    bench.measure(s, route, pg.as_mut()).await?;
+                }
             }
         }
     }
-    let bare = bench.bare().await?;
-    let row = |i: usize, route: usize| subjects[i].rows[route].unwrap_or_default();
+    if let Some(pg) = pg.as_mut() {
+        for peer in [Peer::Sessionkit, Peer::TowerSessions] {
+            eprintln!(
+                "PostgreSQL statements of {} (setup included):\n{}{}",
+                peer.binary(),
+                pg.top_statements(peer.database()).await?,
+                pg.table_updates(peer.database()).await?
+            );
+        }
+    }
+    let bare = match o.cases.contains(&Case::Memory) {
+        true => Some(bench.bare().await?),
+        false => None,
+    };
+    let rows = |case: Case, route: usize| -> (Row, Row) {
+        let (_, [sk, ts]) = subjects
+            .iter()
+            .find(|(c, _)| *c == case)
+            .expect("a selected case");
+        (
+            sk.rows[route].unwrap_or_default(),
+            ts.rows[route].unwrap_or_default(),
+        )
+    };
 
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let mut t = format!(
-        "{} sessions, wrk -t{} -c{} -d{}s per case, best of {} rounds, {cores} cores, Redis {version}\n\n",
-        o.sessions, o.threads, o.connections, o.duration, o.rounds
+        "{} sessions, wrk -t{} -c{} -d{}s per case, best of {} rounds, {cores} cores, {}\n",
+        o.sessions,
+        o.threads,
+        o.connections,
+        o.duration,
+        o.rounds,
+        versions.join(", ")
     );
-    t += "| case | sessionkit rps | tower-sessions rps | ratio | round trips (sk / ts) | Redis µs per request (sk / ts) |\n";
-    t += "|---|---:|---:|---:|---:|---:|\n";
-    for (name, route) in [("Redis read", 0), ("Redis write", 1)] {
-        let (sk, ts) = (row(0, route), row(1, route));
-        t += &format!(
-            "| {name} | {:.0} | {:.0} | {:.2} | {} / {} | {} / {} |\n",
-            sk.rps,
-            ts.rps,
-            sk.rps / ts.rps,
-            num(sk.trips, 2),
-            num(ts.trips, 2),
-            num(sk.usec, 2),
-            num(ts.usec, 2)
-        );
+    if o.cases.contains(&Case::Redis) {
+        t += "\n| case | sessionkit rps | tower-sessions rps | ratio | round trips (sk / ts) | Redis µs per request (sk / ts) |\n";
+        t += "|---|---:|---:|---:|---:|---:|\n";
+        for (name, route) in [("Redis read", 0), ("Redis write", 1)] {
+            let (sk, ts) = rows(Case::Redis, route);
+            t += &format!(
+                "| {name} | {:.0} | {:.0} | {:.2} | {} / {} | {} / {} |\n",
+                sk.rps,
+                ts.rps,
+                sk.rps / ts.rps,
+                num(sk.trips, 2),
+                num(ts.trips, 2),
+                num(sk.usec, 2),
+                num(ts.usec, 2)
+            );
+        }
     }
-    t += "\n| case | sessionkit rps | tower-sessions rps | ratio | sessionkit / bare | tower-sessions / bare |\n";
-    t += "|---|---:|---:|---:|---:|---:|\n";
-    for (name, route) in [("memory read", 0), ("memory write", 1)] {
-        let (sk, ts) = (row(2, route), row(3, route));
-        t += &format!(
-            "| {name} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} |\n",
-            sk.rps,
-            ts.rps,
-            sk.rps / ts.rps,
-            sk.rps / bare,
-            ts.rps / bare
-        );
+    if o.cases.contains(&Case::Postgres) {
+        t += "\n| case | sessionkit rps | tower-sessions rps | ratio | statements per request (sk / ts) | statement µs per request (sk / ts) | backend CPU µs per request (sk / ts) |\n";
+        t += "|---|---:|---:|---:|---:|---:|---:|\n";
+        for (name, route) in [("PostgreSQL read", 0), ("PostgreSQL write", 1)] {
+            let (sk, ts) = rows(Case::Postgres, route);
+            t += &format!(
+                "| {name} | {:.0} | {:.0} | {:.2} | {} / {} | {} / {} | {} / {} |\n",
+                sk.rps,
+                ts.rps,
+                sk.rps / ts.rps,
+                num(sk.trips, 2),
+                num(ts.trips, 2),
+                num(sk.usec, 1),
+                num(ts.usec, 1),
+                num(sk.cpu, 0),
+                num(ts.cpu, 0)
+            );
+        }
     }
-    t += &format!("| bare route (no session) | {bare:.0} | | | | |\n");
+    if o.cases.contains(&Case::Sqlite) {
+        t += "\n| case | sessionkit rps | tower-sessions rps | ratio |\n";
+        t += "|---|---:|---:|---:|\n";
+        for (name, route) in [("SQLite read", 0), ("SQLite write", 1)] {
+            let (sk, ts) = rows(Case::Sqlite, route);
+            t += &format!(
+                "| {name} | {:.0} | {:.0} | {:.2} |\n",
+                sk.rps,
+                ts.rps,
+                sk.rps / ts.rps
+            );
+        }
+    }
+    if let Some(bare) = bare {
+        t += "\n| case | sessionkit rps | tower-sessions rps | ratio | sessionkit / bare | tower-sessions / bare |\n";
+        t += "|---|---:|---:|---:|---:|---:|\n";
+        for (name, route) in [("memory read", 0), ("memory write", 1)] {
+            let (sk, ts) = rows(Case::Memory, route);
+            t += &format!(
+                "| {name} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} |\n",
+                sk.rps,
+                ts.rps,
+                sk.rps / ts.rps,
+                sk.rps / bare,
+                ts.rps / bare
+            );
+        }
+        t += &format!("| bare route (no session) | {bare:.0} | | | | |\n");
+    }
     Ok(t)
 }

@@ -60,6 +60,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
             app(builder.connect(url).await?)
         }
+        Store::Postgres(url) => {
+            let store = sessionkit::PostgresStore::connect(url).await?;
+            store.migrate().await?;
+            app(store)
+        }
+        Store::Sqlite(url) => {
+            let store = sessionkit::SqliteStore::connect(url).await?;
+            store.migrate().await?;
+            app(store)
+        }
     };
     side_by_side::serve(args.port, app).await?;
     Ok(())

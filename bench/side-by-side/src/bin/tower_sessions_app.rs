@@ -1,7 +1,10 @@
 //! The benchmark's tower-sessions app (see the crate docs for its routes):
 //! tower-sessions 0.14 with an idle expiry (`Expiry::OnInactivity`), on its
-//! `MemoryStore` or on `tower-sessions-redis-store` (fred, a pool of six
-//! connections as in that crate's own example).
+//! `MemoryStore`, on `tower-sessions-redis-store` (fred, a pool of six
+//! connections as in that crate's own example), or on
+//! `tower-sessions-sqlx-store`'s `PostgresStore` and `SqliteStore` (on the
+//! same sqlx pool settings as sessionkit's stores, see `side_by_side::
+//! postgres_pool` and `sqlite_pool`).
 
 use axum::extract::Query;
 use axum::http::StatusCode;
@@ -63,6 +66,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let pool = Pool::new(Config::from_url(url)?, None, None, None, 6)?;
             pool.init().await?;
             app(tower_sessions_redis_store::RedisStore::new(pool))
+        }
+        Store::Postgres(url) => {
+            let store = tower_sessions_sqlx_store::PostgresStore::new(
+                side_by_side::postgres_pool(url).await?,
+            );
+            store.migrate().await?;
+            app(store)
+        }
+        Store::Sqlite(url) => {
+            let store =
+                tower_sessions_sqlx_store::SqliteStore::new(side_by_side::sqlite_pool(url).await?);
+            store.migrate().await?;
+            app(store)
         }
     };
     side_by_side::serve(args.port, app).await?;
