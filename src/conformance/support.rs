@@ -407,7 +407,7 @@ pub(super) fn expect_replacement(
     match replacement {
         Some(sealed) => opens_to(old, &sealed, new, what),
         None => panic!(
-            "{what}: expected Grace {{ replacement: Some(..) }}, got Grace {{ replacement: None }}"
+            "{what}: expected Found {{ token: Replaced {{ .. }} }}, got a grace lookup with nothing to hand out"
         ),
     }
     record
