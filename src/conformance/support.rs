@@ -195,6 +195,25 @@ pub(super) async fn save<S: SessionStore>(
     )
 }
 
+/// Revokes `scope` among `user`'s sessions; the ids revoked.
+pub(super) async fn revoke<S: SessionStore>(
+    store: &S,
+    user: &str,
+    scope: Revoke,
+    now: Millis,
+) -> Vec<SessionId> {
+    ok(
+        store
+            .revoke(&RevokeSessions {
+                user_id: user.to_owned(),
+                scope,
+                now,
+            })
+            .await,
+        "revoke",
+    )
+}
+
 pub(super) async fn list<S: SessionStore>(store: &S, user: &str, now: Millis) -> Vec<SessionInfo> {
     ok(
         store

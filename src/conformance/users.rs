@@ -108,16 +108,7 @@ pub async fn list_sessions_prunes_expired<S: SessionStore + Clone>(store: S) {
         "sync_user counted an expired session"
     );
     assert_eq!(
-        ok(
-            store
-                .revoke(&RevokeSessions {
-                    user_id: user.to_owned(),
-                    scope: Revoke::All,
-                    now: t1
-                })
-                .await,
-            "revoke"
-        ),
+        revoke(&store, &user, Revoke::All, t1).await,
         vec![long.id],
         "revoke(All) must return exactly the live sessions it revoked"
     );
@@ -166,16 +157,7 @@ pub async fn user_index_empties_after_expiry<S: SessionStore + Clone>(store: S) 
         );
     }
     assert_eq!(
-        ok(
-            store
-                .revoke(&RevokeSessions {
-                    user_id: user.to_owned(),
-                    scope: Revoke::All,
-                    now: dead
-                })
-                .await,
-            "revoke"
-        ),
+        revoke(&store, &user, Revoke::All, dead).await,
         Vec::<SessionId>::new(),
         "revoke(All) of a user whose sessions all expired revoked something"
     );
@@ -210,16 +192,7 @@ pub async fn revoke_scopes<S: SessionStore + Clone>(store: S) {
     let mut events = store.subscribe();
     let t1 = t0 + MINUTE;
     assert_eq!(
-        ok(
-            store
-                .revoke(&RevokeSessions {
-                    user_id: user.to_owned(),
-                    scope: Revoke::One(a.id.clone()),
-                    now: t1
-                })
-                .await,
-            "revoke"
-        ),
+        revoke(&store, &user, Revoke::One(a.id.clone()), t1).await,
         vec![a.id.clone()],
         "revoke(One(a)) must return [a]"
     );
@@ -235,31 +208,14 @@ pub async fn revoke_scopes<S: SessionStore + Clone>(store: S) {
     )
     .await;
     assert_eq!(
-        ok(
-            store
-                .revoke(&RevokeSessions {
-                    user_id: user.to_owned(),
-                    scope: Revoke::One(a.id.clone()),
-                    now: t1
-                })
-                .await,
-            "revoke"
-        ),
+        revoke(&store, &user, Revoke::One(a.id.clone()), t1).await,
         Vec::<SessionId>::new(),
         "revoking an already revoked session must return nothing"
     );
-    let revoked: HashSet<SessionId> = ok(
-        store
-            .revoke(&RevokeSessions {
-                user_id: user.to_owned(),
-                scope: Revoke::AllExcept(b.id.clone()),
-                now: t1,
-            })
-            .await,
-        "revoke",
-    )
-    .into_iter()
-    .collect();
+    let revoked: HashSet<SessionId> = revoke(&store, &user, Revoke::AllExcept(b.id.clone()), t1)
+        .await
+        .into_iter()
+        .collect();
     assert_eq!(
         revoked,
         HashSet::from([c.id.clone(), d.id.clone(), e.id.clone()]),
@@ -288,16 +244,7 @@ pub async fn revoke_scopes<S: SessionStore + Clone>(store: S) {
     )
     .await;
     assert_eq!(
-        ok(
-            store
-                .revoke(&RevokeSessions {
-                    user_id: user.to_owned(),
-                    scope: Revoke::All,
-                    now: t1
-                })
-                .await,
-            "revoke"
-        ),
+        revoke(&store, &user, Revoke::All, t1).await,
         vec![b.id.clone()],
         "revoke(All) must return the last live session"
     );
@@ -318,16 +265,7 @@ pub async fn revoke_scopes<S: SessionStore + Clone>(store: S) {
     )
     .await;
     assert_eq!(
-        ok(
-            store
-                .revoke(&RevokeSessions {
-                    user_id: user.to_owned(),
-                    scope: Revoke::All,
-                    now: t1
-                })
-                .await,
-            "revoke"
-        ),
+        revoke(&store, &user, Revoke::All, t1).await,
         Vec::<SessionId>::new(),
         "revoke(All) of a user without sessions must return nothing"
     );
@@ -345,44 +283,17 @@ pub async fn revoke_ignores_other_users<S: SessionStore + Clone>(store: S) {
     let (anon, anon_token) = create(&store, t0, &[]).await;
     let t1 = t0 + SECOND;
     assert_eq!(
-        ok(
-            store
-                .revoke(&RevokeSessions {
-                    user_id: bob.to_owned(),
-                    scope: Revoke::One(a.id.clone()),
-                    now: t1
-                })
-                .await,
-            "revoke"
-        ),
+        revoke(&store, &bob, Revoke::One(a.id.clone()), t1).await,
         Vec::<SessionId>::new(),
         "revoking another user's session by id must do nothing"
     );
     assert_eq!(
-        ok(
-            store
-                .revoke(&RevokeSessions {
-                    user_id: alice.to_owned(),
-                    scope: Revoke::One(b.id.clone()),
-                    now: t1
-                })
-                .await,
-            "revoke"
-        ),
+        revoke(&store, &alice, Revoke::One(b.id.clone()), t1).await,
         Vec::<SessionId>::new(),
         "revoking another user's session by id must do nothing"
     );
     assert_eq!(
-        ok(
-            store
-                .revoke(&RevokeSessions {
-                    user_id: alice.to_owned(),
-                    scope: Revoke::One(anon.clone()),
-                    now: t1
-                })
-                .await,
-            "revoke"
-        ),
+        revoke(&store, &alice, Revoke::One(anon.clone()), t1).await,
         Vec::<SessionId>::new(),
         "revoking an anonymous session through a user must do nothing"
     );
@@ -404,16 +315,7 @@ pub async fn revoke_ignores_other_users<S: SessionStore + Clone>(store: S) {
         "alice's listing changed after bob revoked her session's id"
     );
     assert_eq!(
-        ok(
-            store
-                .revoke(&RevokeSessions {
-                    user_id: bob.to_owned(),
-                    scope: Revoke::All,
-                    now: t1
-                })
-                .await,
-            "revoke"
-        ),
+        revoke(&store, &bob, Revoke::All, t1).await,
         vec![b.id],
         "revoke(All) of bob must revoke exactly bob's session"
     );
@@ -440,15 +342,7 @@ pub async fn concurrent_logins_and_revokes_stay_consistent<S: SessionStore + Clo
         if i % 4 == 3 {
             let (s, u) = (store.clone(), user.clone());
             revokes.push(tokio::spawn(async move {
-                ok(
-                    s.revoke(&RevokeSessions {
-                        user_id: u.to_owned(),
-                        scope: Revoke::All,
-                        now: t0,
-                    })
-                    .await,
-                    "concurrent revoke",
-                )
+                revoke(&s, &u, Revoke::All, t0).await
             }));
         }
     }
