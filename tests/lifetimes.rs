@@ -38,22 +38,7 @@ async fn harness(
     let clock = ManualClock::new();
     let store = TestStore::new(backend, &clock).await;
     let layer = configure(SessionLayer::builder(store.store.clone()).clock(clock.clone())).build();
-    let app = Router::new()
-        .route(
-            "/count",
-            routing::post(|s: Session| async move {
-                let n: u64 = s.get("n")?.unwrap_or(0);
-                s.insert("n", n + 1)?;
-                Ok::<_, sessionkit::Error>((n + 1).to_string())
-            }),
-        )
-        .route(
-            "/read",
-            routing::get(|s: Session| async move {
-                let n: u64 = s.get("n")?.unwrap_or(0);
-                Ok::<_, sessionkit::Error>(n.to_string())
-            }),
-        )
+    let app = support::connections::counter()
         .route(
             "/idle/{secs}",
             routing::post(
