@@ -19,6 +19,9 @@ mod commit;
 mod extract;
 mod load;
 
+pub(crate) use commit::CookieFacts;
+pub use commit::{CommitError, TokenUpdate};
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -27,6 +30,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::OnceCell;
 
+use crate::access::Access;
 use crate::clock::{ms, Millis};
 use crate::error::Error;
 use crate::shared::Shared;
@@ -65,7 +69,13 @@ pub struct Session {
 
 struct Inner {
     shared: Arc<Shared>,
-    presented: Option<(Token, Via)>,
+    /// The token the client presented, if it was well formed.
+    presented: Option<Token>,
+    /// The HTTP transport it came in on (`None` outside HTTP, or without a
+    /// token).
+    via: Option<Via>,
+    /// Set before the load, by the route or the caller.
+    access: Mutex<Access>,
     loaded: OnceCell<()>,
     state: Mutex<State>,
     /// Held across each store write of this session, so two clones never
@@ -125,10 +135,25 @@ impl Changes {
 
 impl Session {
     pub(crate) fn new(shared: Arc<Shared>, presented: Option<(Token, Via)>) -> Self {
+        let (presented, via) = match presented {
+            Some((token, via)) => (Some(token), Some(via)),
+            None => (None, None),
+        };
+        Session::with_token(shared, presented, via, Access::new())
+    }
+
+    pub(crate) fn with_token(
+        shared: Arc<Shared>,
+        presented: Option<Token>,
+        via: Option<Via>,
+        access: Access,
+    ) -> Self {
         Session {
             inner: Arc::new(Inner {
                 shared,
                 presented,
+                via,
+                access: Mutex::new(access),
                 loaded: OnceCell::new(),
                 state: Mutex::new(State::default()),
                 saving: tokio::sync::Mutex::new(()),
@@ -144,6 +169,32 @@ impl Session {
             .state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Sets how this session is used (see [`Access`]): whether loading it
+    /// extends its idle deadline and whether a due token is rotated. It
+    /// applies to the load, so it must come before the session is loaded
+    /// (the [`Access`] layer does it for a route); afterwards it changes
+    /// nothing.
+    pub fn set_access(&self, access: Access) {
+        *self
+            .inner
+            .access
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = access;
+    }
+
+    pub(crate) fn access(&self) -> Access {
+        *self
+            .inner
+            .access
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The HTTP transport the token came in on.
+    pub(crate) fn via(&self) -> Option<Via> {
+        self.inner.via
     }
 
     pub(crate) fn shared(&self) -> &Shared {
