@@ -32,6 +32,7 @@ use tokio::sync::OnceCell;
 
 use crate::access::Access;
 use crate::clock::{ms, Millis};
+use crate::connection::LiveLink;
 use crate::error::Error;
 use crate::shared::Shared;
 use crate::store::{Delta, SessionRecord};
@@ -76,6 +77,8 @@ struct Inner {
     via: Option<Via>,
     /// Set before the load, by the route or the caller.
     access: Mutex<Access>,
+    /// The long connection this session serves a message of, if any.
+    live: Option<LiveLink>,
     loaded: OnceCell<()>,
     state: Mutex<State>,
     /// Held across each store write of this session, so two clones never
@@ -154,6 +157,7 @@ impl Session {
                 presented,
                 via,
                 access: Mutex::new(access),
+                live: None,
                 loaded: OnceCell::new(),
                 state: Mutex::new(State::default()),
                 saving: tokio::sync::Mutex::new(()),
@@ -212,15 +216,19 @@ impl Session {
         Some((id, st.token.clone()))
     }
 
-    /// A session read outside a request (for a long connection): already
-    /// loaded, saved explicitly with [`save`](Self::save).
-    pub(crate) fn detached(
+    /// A session for one message of a long connection: already loaded
+    /// (from `record`, or empty for an anonymous connection).
+    pub(crate) fn for_connection(
         shared: Arc<Shared>,
-        record: SessionRecord,
+        record: Option<SessionRecord>,
         token: Option<Token>,
+        live: LiveLink,
     ) -> Self {
-        let session = Session::new(shared, None);
-        {
+        let mut session = Session::with_token(shared, None, None, Access::new());
+        if let Some(inner) = Arc::get_mut(&mut session.inner) {
+            inner.live = Some(live);
+        }
+        if let Some(record) = record {
             let mut st = session.state();
             st.data = record.data.clone();
             st.record = Some(record);
@@ -229,6 +237,14 @@ impl Session {
         // A fresh cell cannot be set already.
         let _ = session.inner.loaded.set(());
         session
+    }
+
+    /// Before this session is ended by its own login or logout: a long
+    /// connection working on it must not take that for its end.
+    pub(super) fn detach_connection(&self, id: &SessionId) {
+        if let Some(live) = &self.inner.live {
+            live.detach(id);
+        }
     }
 
     /// The session's stable id, `None` while no session is stored (a new
