@@ -27,10 +27,10 @@ use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, Path, Query, State};
-use axum::Extension;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{delete, get, post};
+use axum::Extension;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -222,7 +222,10 @@ async fn page() -> Html<&'static str> {
 /// Everything the page shows about the current session. Times are
 /// milliseconds since the epoch; `now_ms` lets the page tick with the
 /// server's clock.
-fn state_json(session: &Session, regeneration: Option<&Regeneration>) -> Result<Value, sessionkit::Error> {
+fn state_json(
+    session: &Session,
+    regeneration: Option<&Regeneration>,
+) -> Result<Value, sessionkit::Error> {
     let user: Option<DemoUser> = session.user()?;
     let counter: u64 = session.get("counter")?.unwrap_or(0);
     let now = SystemClock.now();
@@ -296,7 +299,10 @@ async fn login(
         .unwrap_or("");
     // The peer address as the server sees it. Behind a proxy this is the
     // proxy; a forwarded-for header would be the client's word, not a fact.
-    let address = peer.map_or_else(|| "unknown".to_owned(), |Extension(ConnectInfo(a))| a.ip().to_string());
+    let address = peer.map_or_else(
+        || "unknown".to_owned(),
+        |Extension(ConnectInfo(a))| a.ip().to_string(),
+    );
     session.set_label(label(&device_name(agent), &address))?;
     Ok(Json(json!({ "user": user.name })).into_response())
 }
@@ -311,7 +317,10 @@ fn label(device: &str, address: &str) -> String {
 fn unlabel(label: Option<&str>) -> (String, String) {
     match label.and_then(|l| l.rsplit_once(" · ")) {
         Some((device, address)) => (device.to_owned(), address.to_owned()),
-        None => (label.unwrap_or("unknown device").to_owned(), "unknown".to_owned()),
+        None => (
+            label.unwrap_or("unknown device").to_owned(),
+            "unknown".to_owned(),
+        ),
     }
 }
 
@@ -442,7 +451,8 @@ async fn ws(
     session: Session,
 ) -> Result<Response, sessionkit::Error> {
     let live = session.connect().await?;
-    let hello = json!({ "type": "hello", "state": state_json(&session, demo.regeneration.as_ref())? });
+    let hello =
+        json!({ "type": "hello", "state": state_json(&session, demo.regeneration.as_ref())? });
     Ok(upgrade.on_upgrade(move |socket| serve_socket(socket, live, hello, demo)))
 }
 

@@ -69,22 +69,37 @@ async fn a_first_visit_is_anonymous_with_an_idle_socket_then_logs_in_and_counts(
     log_in(&page, "alice").await;
     page.wait_for_text("#ws", "open").await;
     assert_eq!(page.eval("$('ws').className").await, "ok");
-    assert_eq!(page.text("#counter").await, "1", "the counter survives login");
+    assert_eq!(
+        page.text("#counter").await,
+        "1",
+        "the counter survives login"
+    );
     page.click("#plus").await;
     page.wait_for_text("#counter", "2").await;
     // The session list: this browser, readable, with its live socket.
-    page.wait_for("document.querySelector('tr.current')", "the current session's row")
-        .await;
+    page.wait_for(
+        "document.querySelector('tr.current')",
+        "the current session's row",
+    )
+    .await;
     let row = page.text("tr.current").await;
     assert!(row.contains("Headless Chrome"), "{row}");
     assert!(row.contains("127.0.0.1"), "{row}");
     assert!(row.contains("this browser"), "{row}");
     page.wait_for(
-        "document.querySelector('tr.current').cells[4].textContent === '1'",
+        "document.querySelector('tr.current').cells[5].textContent === '1'",
         "one live socket on this session",
     )
     .await;
     page.screenshot("logged-in").await;
+
+    // Logging out here is no news from elsewhere: no notice, socket idle.
+    page.click("#logout").await;
+    page.wait_for("!$('anonymous').hidden", "the login form")
+        .await;
+    page.wait_for_text("#ws", "idle").await;
+    assert_eq!(page.eval("$('ended-banner').hidden").await, true);
+    assert_eq!(page.text("#counter").await, "0");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -104,18 +119,19 @@ async fn revoking_a_session_from_a_second_browser_closes_the_first_pages_socket_
     second
         .wait_for(
             "document.querySelectorAll('#sessions tr[data-id]').length === 2 \
-             && document.querySelector('tr:not(.current)[data-id]').cells[4].textContent === '1'",
+             && document.querySelector('tr:not(.current)[data-id]').cells[5].textContent === '1'",
             "both sessions, the first with its socket",
         )
         .await;
     second.screenshot("two-sessions").await;
 
     second.click("button.revoke").await;
+    first.wait_for_text("#ws", "closed: session revoked").await;
     first
-        .wait_for_text("#ws", "closed: session revoked")
-        .await;
-    first
-        .wait_for_text("#ended-banner", "revoked from another device. Log in again.")
+        .wait_for_text(
+            "#ended-banner",
+            "revoked from another device. Log in again.",
+        )
         .await;
     assert_eq!(first.eval("$('anonymous').hidden").await, false);
     assert_eq!(first.eval("$('logged-in').hidden").await, true);
@@ -132,7 +148,9 @@ async fn revoking_a_session_from_a_second_browser_closes_the_first_pages_socket_
     first.wait_for_text("#counter", "1").await;
     // Logging in again works and hides the notice.
     log_in(&first, "alice").await;
-    first.wait_for("$('ended-banner').hidden", "the notice to go").await;
+    first
+        .wait_for("$('ended-banner').hidden", "the notice to go")
+        .await;
     first.wait_for_text("#ws", "open").await;
 }
 
@@ -177,7 +195,11 @@ async fn while_the_store_is_unreachable_the_page_shows_a_banner_and_recovers() {
     let page = Chromium::launch("store-down").await;
     page.goto(&server.url).await;
     log_in(&page, "alice").await;
-    page.wait_for_text("#ws", "open").await;
+    page.wait_for(
+        "document.querySelector('tr.current')?.cells[5].textContent === '1'",
+        "the session's socket in the list",
+    )
+    .await;
 
     // A hung store: calls time out (2 s) and the API answers 503.
     redis.stop();

@@ -291,8 +291,17 @@ impl Chromium {
     /// `docs/screenshots/NAME.png` too when `SESSIONKIT_UPDATE_SCREENSHOTS`
     /// is set (the README's pictures).
     pub async fn screenshot(&self, name: &str) {
+        // Cut below the content, so the pictures have no empty half.
+        let height = self
+            .eval("Math.ceil(document.body.getBoundingClientRect().bottom + 24)")
+            .await;
+        let width = self.eval("window.innerWidth").await;
+        let clip = json!({ "x": 0, "y": 0, "width": width, "height": height, "scale": 1 });
         let shot = self
-            .command("Page.captureScreenshot", json!({ "format": "png" }))
+            .command(
+                "Page.captureScreenshot",
+                json!({ "format": "png", "clip": clip }),
+            )
             .await;
         let png = base64::engine::general_purpose::STANDARD
             .decode(shot["data"].as_str().unwrap_or_default())
