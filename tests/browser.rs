@@ -58,6 +58,11 @@ async fn a_first_visit_is_anonymous_with_an_idle_socket_then_logs_in_and_counts(
     assert!(page.text("aside").await.contains("second browser"));
     page.click("#plus").await;
     page.wait_for_text("#counter", "1").await;
+    page.wait_for(
+        "$('token-age').textContent.endsWith(' s')",
+        "the new session's token age",
+    )
+    .await;
     page.screenshot("anonymous").await;
 
     // A name that is too long is refused with the reason.
