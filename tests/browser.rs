@@ -12,7 +12,7 @@ mod support;
 use std::time::Duration;
 
 use sessionkit::{MemoryStore, Regeneration, SessionStore};
-use support::browser::Chromium;
+use support::browser::{Chromium, Tab};
 
 /// The demo served in this process on a free loopback port.
 struct Server {
@@ -37,7 +37,7 @@ async fn serve(store: impl SessionStore, regeneration: Option<Regeneration>) -> 
 }
 
 /// Logs in through the form and waits for the logged-in state.
-async fn log_in(page: &Chromium, name: &str) {
+async fn log_in(page: &Tab, name: &str) {
     page.fill("#name", name).await;
     page.click("#login").await;
     page.wait_for_text("#user-name", name).await;
@@ -54,7 +54,11 @@ async fn a_first_visit_is_anonymous_with_an_idle_socket_then_logs_in_and_counts(
         .await;
     assert_eq!(page.eval("$('ws').className").await, "idle");
     assert_eq!(page.text("#token-age").await, "no session yet");
-    assert!(page.text("#next-rotation").await.starts_with("off"));
+    page.wait_for_text(
+        "#next-rotation",
+        "off (start the demo with SESSION_SFR_SECS",
+    )
+    .await;
     assert!(page.text("aside").await.contains("second browser"));
     page.click("#plus").await;
     page.wait_for_text("#counter", "1").await;
@@ -138,8 +142,12 @@ async fn revoking_a_session_from_a_second_browser_closes_the_first_pages_socket_
             "revoked from another device. Log in again.",
         )
         .await;
-    assert_eq!(first.eval("$('anonymous').hidden").await, false);
-    assert_eq!(first.eval("$('logged-in').hidden").await, true);
+    first
+        .wait_for(
+            "!$('anonymous').hidden && $('logged-in').hidden",
+            "the logged-out state",
+        )
+        .await;
     first.screenshot("revoked").await;
     second
         .wait_for(
@@ -160,12 +168,45 @@ async fn revoking_a_session_from_a_second_browser_closes_the_first_pages_socket_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logging_out_in_another_tab_logs_this_page_out_and_says_so() {
+    let server = serve(MemoryStore::new(), None).await;
+    let browser = Chromium::launch("tabs").await;
+    browser.goto(&server.url).await;
+    log_in(&browser, "alice").await;
+    browser.wait_for_text("#ws", "open").await;
+    // The same profile, so the same cookie: the same session.
+    let other = browser.new_tab("tabs-other").await;
+    other.goto(&server.url).await;
+    other.wait_for_text("#user-name", "alice").await;
+
+    other.click("#logout").await;
+    other
+        .wait_for("!$('anonymous').hidden", "the other tab's login form")
+        .await;
+    browser
+        .wait_for_text("#ws", "closed: session logged out")
+        .await;
+    browser
+        .wait_for_text(
+            "#ended-banner",
+            "logged out in another tab or window. Log in again.",
+        )
+        .await;
+    browser
+        .wait_for(
+            "!$('anonymous').hidden && $('logged-in').hidden",
+            "the logged-out state",
+        )
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_a_short_regeneration_policy_the_page_stays_logged_in_across_rotations_and_reloads() {
     let policy = Regeneration::every(Duration::from_secs(2));
     let server = serve(MemoryStore::new(), Some(policy)).await;
     let page = Chromium::launch("rotation").await;
     page.goto(&server.url).await;
-    assert!(page.text("#next-rotation").await.contains("every 2 s"));
+    page.wait_for_text("#next-rotation", "every 2 s").await;
     log_in(&page, "alice").await;
     page.wait_for_text("#next-rotation", "in ").await;
 

@@ -29,18 +29,32 @@ type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Result<Value, Value>>>>>;
 /// How long a DOM condition may take to hold.
 pub const WAIT: Duration = Duration::from_secs(8);
 
-/// One headless Chromium with a fresh profile and one tab.
+/// One headless Chromium with a fresh profile (its own cookie jar): a
+/// browser process, its DevTools connection and its first tab, which the
+/// browser dereferences to. [`new_tab`](Self::new_tab) opens more tabs in
+/// the same profile.
 pub struct Chromium {
-    name: String,
     child: Child,
     profile: PathBuf,
+    reader: tokio::task::JoinHandle<()>,
+    tab: Tab,
+}
+
+/// One tab, attached over the browser's connection (a CDP session).
+pub struct Tab {
+    name: String,
+    cdp: Arc<Cdp>,
+    /// The CDP session id; commands to the browser itself go without.
+    session: Option<String>,
+}
+
+/// The DevTools connection: commands out, their answers matched by id.
+struct Cdp {
     sink: tokio::sync::Mutex<SplitSink<Ws, Message>>,
     pending: Pending,
     next_id: AtomicU64,
-    session: String,
-    /// Console messages and uncaught exceptions of the page, for failures.
+    /// Console messages and uncaught exceptions of every tab, for failures.
     console: Arc<Mutex<Vec<String>>>,
-    reader: tokio::task::JoinHandle<()>,
 }
 
 impl Drop for Chromium {
@@ -49,6 +63,13 @@ impl Drop for Chromium {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.profile);
+    }
+}
+
+impl std::ops::Deref for Chromium {
+    type Target = Tab;
+    fn deref(&self) -> &Tab {
+        &self.tab
     }
 }
 
@@ -126,16 +147,16 @@ impl Chromium {
                 }
             }
         });
-        let mut browser = Chromium {
-            name: name.to_owned(),
-            child,
-            profile,
+        let cdp = Arc::new(Cdp {
             sink: tokio::sync::Mutex::new(sink),
             pending,
             next_id: AtomicU64::new(1),
-            session: String::new(),
             console,
-            reader,
+        });
+        let browser = Tab {
+            name: name.to_owned(),
+            cdp,
+            session: None,
         };
         let targets = browser.command("Target.getTargets", json!({})).await;
         let target = targets["targetInfos"]
@@ -143,29 +164,60 @@ impl Chromium {
             .and_then(|t| t.iter().find(|t| t["type"] == "page"))
             .map(|t| t["targetId"].clone())
             .unwrap_or_else(|| panic!("{name}: no tab in {targets}"));
-        let attached = browser
+        let tab = browser.attach(target, name).await;
+        Chromium {
+            child,
+            profile,
+            reader,
+            tab,
+        }
+    }
+
+    /// Opens another tab in this browser (same profile, same cookies).
+    pub async fn new_tab(&self, name: &str) -> Tab {
+        let browser = Tab {
+            name: name.to_owned(),
+            cdp: self.tab.cdp.clone(),
+            session: None,
+        };
+        let created = browser
+            .command("Target.createTarget", json!({ "url": "about:blank" }))
+            .await;
+        browser.attach(created["targetId"].clone(), name).await
+    }
+}
+
+impl Tab {
+    /// Attaches to the tab `target` (from the browser-level handle).
+    async fn attach(&self, target: Value, name: &str) -> Tab {
+        let attached = self
             .command(
                 "Target.attachToTarget",
                 json!({ "targetId": target, "flatten": true }),
             )
             .await;
-        browser.session = attached["sessionId"].as_str().unwrap().to_owned();
-        browser.command("Page.enable", json!({})).await;
-        browser.command("Runtime.enable", json!({})).await;
-        browser
+        let tab = Tab {
+            name: name.to_owned(),
+            cdp: self.cdp.clone(),
+            session: attached["sessionId"].as_str().map(str::to_owned),
+        };
+        tab.command("Page.enable", json!({})).await;
+        tab.command("Runtime.enable", json!({})).await;
+        tab
     }
 
-    /// Sends one CDP command (to the tab once attached) and waits for its
-    /// answer.
+    /// Sends one CDP command to this tab (or to the browser, for the
+    /// browser-level handle) and waits for its answer.
     pub async fn command(&self, method: &str, params: Value) -> Value {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let cdp = &self.cdp;
+        let id = cdp.next_id.fetch_add(1, Ordering::Relaxed);
         let mut msg = json!({ "id": id, "method": method, "params": params });
-        if !self.session.is_empty() {
-            msg["sessionId"] = json!(self.session);
+        if let Some(session) = &self.session {
+            msg["sessionId"] = json!(session);
         }
         let (tx, rx) = oneshot::channel();
-        self.pending.lock().unwrap().insert(id, tx);
-        self.sink
+        cdp.pending.lock().unwrap().insert(id, tx);
+        cdp.sink
             .lock()
             .await
             .send(Message::text(msg.to_string()))
@@ -317,7 +369,7 @@ impl Chromium {
     }
 
     fn log(&self) -> String {
-        let console = self.console.lock().unwrap();
+        let console = self.cdp.console.lock().unwrap();
         if console.is_empty() {
             String::new()
         } else {
