@@ -328,7 +328,7 @@ fn unlabel(label: Option<&str>) -> (String, String) {
 pub fn device_name(agent: &str) -> String {
     // Order matters: Edge and Opera also say "Chrome", Chrome also says
     // "Safari".
-    const BROWSERS: [(&str, &str); 8] = [
+    const BROWSERS: [(&str, &str); 7] = [
         ("Edg/", "Edge"),
         ("OPR/", "Opera"),
         ("Firefox/", "Firefox"),
@@ -336,7 +336,6 @@ pub fn device_name(agent: &str) -> String {
         ("Chrome/", "Chrome"),
         ("Version/", "Safari"),
         ("curl/", "curl"),
-        ("reqwest", "reqwest"),
     ];
     const SYSTEMS: [(&str, &str); 7] = [
         ("Android", "Android"),
