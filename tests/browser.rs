@@ -109,6 +109,7 @@ async fn a_first_visit_is_anonymous_with_an_idle_socket_then_logs_in_and_counts(
     page.wait_for_text("#ws", "idle").await;
     assert_eq!(page.eval("$('ended-banner').hidden").await, true);
     assert_eq!(page.text("#counter").await, "0");
+    page.assert_no_script_errors();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -165,6 +166,8 @@ async fn revoking_a_session_from_a_second_browser_closes_the_first_pages_socket_
         .wait_for("$('ended-banner').hidden", "the notice to go")
         .await;
     first.wait_for_text("#ws", "open").await;
+    first.assert_no_script_errors();
+    second.assert_no_script_errors();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -198,6 +201,7 @@ async fn logging_out_in_another_tab_logs_this_page_out_and_says_so() {
             "the logged-out state",
         )
         .await;
+    browser.assert_no_script_errors();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -231,6 +235,7 @@ async fn with_a_short_regeneration_policy_the_page_stays_logged_in_across_rotati
         page.wait_for_text("#user-name", "alice").await;
         page.wait_for_text("#ws", "open").await;
     }
+    page.assert_no_script_errors();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -258,4 +263,5 @@ async fn while_the_store_is_unreachable_the_page_shows_a_banner_and_recovers() {
         .await;
     page.wait_for_text("#user-name", "alice").await;
     assert_eq!(page.eval("$('ended-banner').hidden").await, true);
+    page.assert_no_script_errors();
 }

@@ -368,6 +368,21 @@ impl Tab {
         }
     }
 
+    /// Panics if a script of any tab of this browser threw an uncaught
+    /// exception (or left a promise rejection unhandled).
+    pub fn assert_no_script_errors(&self) {
+        let console = self.cdp.console.lock().unwrap();
+        let errors: Vec<_> = console
+            .iter()
+            .filter(|l| l.starts_with("uncaught:"))
+            .collect();
+        assert!(
+            errors.is_empty(),
+            "{}: script errors: {errors:?}",
+            self.name
+        );
+    }
+
     fn log(&self) -> String {
         let console = self.cdp.console.lock().unwrap();
         if console.is_empty() {
