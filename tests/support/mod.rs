@@ -3,6 +3,7 @@
 //! or fail calls.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod connections;
 pub mod faults;
 pub mod postgres;
