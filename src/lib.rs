@@ -62,6 +62,7 @@ mod error;
 mod hub;
 pub mod layer;
 mod manager;
+pub mod metrics;
 mod regeneration;
 mod session;
 mod shared;

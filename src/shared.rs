@@ -7,6 +7,7 @@ use crate::clock::Millis;
 use crate::config::Config;
 use crate::error::Error;
 use crate::hub::Hub;
+use crate::metrics;
 use crate::store::{SessionStore, StoreError};
 
 /// The store and configuration behind one layer.
@@ -40,10 +41,16 @@ impl Shared {
         what: &'static str,
         fut: impl Future<Output = Result<T, StoreError>>,
     ) -> Result<T, Error> {
+        let started = std::time::Instant::now();
         let result = match tokio::time::timeout(self.config.store_timeout, fut).await {
             Ok(result) => result,
             Err(_) => Err(StoreError::timeout()),
         };
+        metrics::store_call(
+            what,
+            started.elapsed(),
+            result.as_ref().err().map(StoreError::kind),
+        );
         result.map_err(|err| {
             tracing::error!(operation = what, error = %err, "session store call failed");
             Error::Store(err)

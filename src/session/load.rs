@@ -98,7 +98,7 @@ impl Session {
                     "a replaced session token was presented after its grace window; it may have been copied"
                 );
                 if config.on_stale_token == StaleTokenPolicy::Revoke {
-                    shared
+                    let destroyed = shared
                         .call(
                             "destroy",
                             shared.store.destroy(&Destroy {
@@ -108,6 +108,10 @@ impl Session {
                             }),
                         )
                         .await?;
+                    crate::metrics::sessions_ended(
+                        crate::metrics::Ended::StaleToken,
+                        usize::from(destroyed),
+                    );
                 }
                 return Ok(());
             }
@@ -122,7 +126,10 @@ impl Session {
         let (client_token, send) = match state {
             TokenState::Current if !due => (Some(token.clone()), false),
             TokenState::Current | TokenState::Lapsed => {
-                match self.rotate(token, &record, now).await? {
+                match self
+                    .rotate(token, &record, now, state == TokenState::Lapsed)
+                    .await?
+                {
                     Replacement::Token(new) => {
                         record.ttg = now;
                         record.rotated_at = Some(now);
@@ -159,6 +166,7 @@ impl Session {
         old: &Token,
         record: &SessionRecord,
         now: Millis,
+        lapsed: bool,
     ) -> Result<Replacement, Error> {
         let shared = self.shared();
         let (ojs, cijs) = Regeneration::windows_or_default(shared.config.regeneration.as_ref());
@@ -175,6 +183,7 @@ impl Session {
         let rotated = shared
             .call("rotate", shared.store.rotate(&rotation))
             .await?;
+        crate::metrics::rotated(&rotated, lapsed);
         Ok(match rotated {
             Rotated::Installed => {
                 tracing::debug!(session = %record.id, old = %old.fingerprint(), new = %new.fingerprint(), "session token rotated");
