@@ -16,7 +16,8 @@
 //! Routes: `GET /` (the page), `POST /login` (form or JSON field `user`),
 //! `POST /logout`, `GET /api/me`, `POST /api/counter`, `GET /api/sessions`,
 //! `DELETE /api/sessions/{id}`, `POST /api/logout-everywhere`,
-//! `POST /api/logout-others`, `GET /api/connections`, `GET /ws`.
+//! `POST /api/logout-others`, `GET /api/connections`, `GET /ws`, `GET /metrics`
+//! (Prometheus text format).
 
 use std::time::Duration;
 
@@ -425,10 +426,28 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             app(sessionkit::MemoryStore::new(), regeneration)?
         }
     };
+    let app = app.merge(metrics_route()?);
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     tracing::info!("listening on http://{}", listener.local_addr()?);
     axum::serve(listener, app).await?;
     Ok(())
+}
+
+/// `GET /metrics`: sessionkit's metrics in the Prometheus text format. The
+/// recorder is process-wide, so only the binary installs it (the tests that
+/// serve `app` in their own process do not).
+fn metrics_route() -> Result<Router, Box<dyn std::error::Error>> {
+    let handle = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?;
+    sessionkit::metrics::describe();
+    Ok(Router::new().route(
+        "/metrics",
+        get(move || {
+            std::future::ready((
+                [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                handle.render(),
+            ))
+        }),
+    ))
 }
 
 #[cfg(feature = "redis")]
