@@ -24,12 +24,15 @@ use sessionkit::{
 use support::*;
 use tokio::sync::{broadcast, Barrier};
 
+/// A series: its name and its sorted labels.
+type Series = (String, Vec<(String, String)>);
+
 /// What a recorder saw: counters and gauges summed over snapshots (a
 /// snapshot drains the recorder), histogram samples collected.
 #[derive(Default)]
 struct Seen {
-    values: HashMap<(String, Vec<(String, String)>), f64>,
-    samples: HashMap<(String, Vec<(String, String)>), Vec<f64>>,
+    values: HashMap<Series, f64>,
+    samples: HashMap<Series, Vec<f64>>,
     described: Vec<String>,
 }
 
