@@ -18,7 +18,7 @@ use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use sessionkit::metrics::*;
 use sessionkit::store::*;
 use sessionkit::{
-    LiveSession, ManualClock, MemoryStore, Regeneration, Session, SessionId, SessionLayer,
+    Clock, LiveSession, ManualClock, MemoryStore, Regeneration, Session, SessionId, SessionLayer,
     StaleTokenPolicy,
 };
 use support::*;
@@ -232,6 +232,27 @@ fn sessions_are_counted_when_created_and_logged_in_and_ended_by_reason() {
         assert_eq!(seen.count(SESSIONS_ENDED, &[("reason", "expiry")]), 1);
         assert_eq!(seen.count(LOGINS, &[]), 4);
         assert_eq!(seen.count(SESSIONS_CREATED, &[]), 6);
+    });
+}
+
+#[test]
+fn expired_sessions_a_sqlite_purge_deletes_count_as_expiry() {
+    recorded(|probe| async move {
+        let clock = ManualClock::new();
+        let store = support::stores::sqlite_store(&support::stores::sqlite_url()).await;
+        let layer = SessionLayer::builder(store.clone())
+            .clock(clock.clone())
+            .build();
+        let app = with_layer(layer);
+        for _ in 0..2 {
+            send(&app, post("/write", None)).await;
+        }
+        clock.advance(Duration::from_secs(31 * 60));
+        assert_eq!(store.purge_expired(clock.now()).await.unwrap(), 2);
+        assert_eq!(
+            probe.seen().count(SESSIONS_ENDED, &[("reason", "expiry")]),
+            2
+        );
     });
 }
 
