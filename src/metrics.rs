@@ -30,9 +30,9 @@
 //! # }
 //! ```
 
-use std::time::Duration;
+use std::time::Instant;
 
-use crate::store::{EndReason, Rotated, StoreErrorKind};
+use crate::store::{EndReason, Rotated, StoreError, StoreErrorKind};
 
 /// Counter: sessions stored.
 pub const SESSIONS_CREATED: &str = "sessionkit_sessions_created_total";
@@ -142,22 +142,23 @@ pub fn describe() {
     );
 }
 
-/// A store call finished after `elapsed`, failing with `error` if any.
-pub(crate) fn store_call(
+/// A store call that started at `started` finished with `result`.
+pub(crate) fn store_call<T>(
     operation: &'static str,
-    elapsed: Duration,
-    error: Option<StoreErrorKind>,
+    started: Instant,
+    result: &Result<T, StoreError>,
 ) {
     #[cfg(feature = "metrics")]
     {
-        metrics::histogram!(STORE_CALL_DURATION, "operation" => operation).record(elapsed);
-        if let Some(kind) = error {
-            metrics::counter!(STORE_ERRORS, "operation" => operation, "kind" => kind_label(kind))
-                .increment(1);
+        metrics::histogram!(STORE_CALL_DURATION, "operation" => operation)
+            .record(started.elapsed());
+        if let Err(err) = result {
+            let kind = kind_label(err.kind());
+            metrics::counter!(STORE_ERRORS, "operation" => operation, "kind" => kind).increment(1);
         }
     }
     #[cfg(not(feature = "metrics"))]
-    let _ = (operation, elapsed, error);
+    let _ = (operation, started, result);
 }
 
 /// A new anonymous session was stored.

@@ -4,6 +4,7 @@ use super::{Session, State};
 use crate::clock::{ms, Millis};
 use crate::config::StaleTokenPolicy;
 use crate::error::Error;
+use crate::metrics::{self, Ended};
 use crate::regeneration::Regeneration;
 use crate::store::{
     Destroy, EndReason, Load, Lookup, Rotated, Rotation, SessionRecord, StoreError, TokenState,
@@ -108,10 +109,7 @@ impl Session {
                             }),
                         )
                         .await?;
-                    crate::metrics::sessions_ended(
-                        crate::metrics::Ended::StaleToken,
-                        usize::from(destroyed),
-                    );
+                    metrics::sessions_ended(Ended::StaleToken, destroyed.into());
                 }
                 return Ok(());
             }
@@ -123,13 +121,11 @@ impl Session {
             || config
                 .regeneration
                 .is_some_and(|r| r.is_due(record.ttg, now));
+        let lapsed = state == TokenState::Lapsed;
         let (client_token, send) = match state {
             TokenState::Current if !due => (Some(token.clone()), false),
             TokenState::Current | TokenState::Lapsed => {
-                match self
-                    .rotate(token, &record, now, state == TokenState::Lapsed)
-                    .await?
-                {
+                match self.rotate(token, &record, now, lapsed).await? {
                     Replacement::Token(new) => {
                         record.ttg = now;
                         record.rotated_at = Some(now);
@@ -183,7 +179,7 @@ impl Session {
         let rotated = shared
             .call("rotate", shared.store.rotate(&rotation))
             .await?;
-        crate::metrics::rotated(&rotated, lapsed);
+        metrics::rotated(&rotated, lapsed);
         Ok(match rotated {
             Rotated::Installed => {
                 tracing::debug!(session = %record.id, old = %old.fingerprint(), new = %new.fingerprint(), "session token rotated");
