@@ -19,7 +19,8 @@
 //! `user`), `POST /logout`, `GET /api/me`, `POST /api/counter`,
 //! `GET /api/sessions`, `DELETE /api/sessions/{id}`,
 //! `POST /api/logout-everywhere`, `POST /api/logout-others`,
-//! `GET /api/connections`, `GET /ws`.
+//! `GET /api/connections`, `GET /ws`, `GET /metrics` (Prometheus text
+//! format).
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -575,6 +576,8 @@ async fn run(settings: Settings) -> Result<(), String> {
             app(sessionkit::MemoryStore::new(), regeneration).map_err(|e| e.to_string())?
         }
     };
+    let app = app
+        .merge(metrics_route().map_err(|e| format!("cannot install the metrics recorder: {e}"))?);
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", settings.port))
         .await
         .map_err(|e| format!("cannot listen on 127.0.0.1:{}: {e}", settings.port))?;
@@ -582,6 +585,23 @@ async fn run(settings: Settings) -> Result<(), String> {
         tracing::info!("listening on http://{addr}");
     }
     serve(listener, app).await.map_err(|e| e.to_string())
+}
+
+/// `GET /metrics`: sessionkit's metrics in the Prometheus text format. The
+/// recorder is process-wide, so only the binary installs it (the tests that
+/// serve `app` in their own process do not).
+fn metrics_route() -> Result<Router, Box<dyn std::error::Error>> {
+    let handle = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?;
+    sessionkit::metrics::describe();
+    Ok(Router::new().route(
+        "/metrics",
+        get(move || {
+            std::future::ready((
+                [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                handle.render(),
+            ))
+        }),
+    ))
 }
 
 #[cfg(feature = "redis")]

@@ -142,6 +142,7 @@ impl Session {
             token_tx,
             recheck,
         ));
+        crate::metrics::connections(1);
         tracing::debug!(session = %id, connection = %connection.id, "connection session opened");
         Ok(LiveSession {
             shared,
@@ -310,6 +311,7 @@ impl LiveSession {
     fn shutdown(&mut self) {
         if !self.closed {
             self.closed = true;
+            crate::metrics::connections(-1);
             self.heartbeat.abort();
             self.hub
                 .remove(&self.connection.session, &self.connection.id);

@@ -38,6 +38,9 @@
 //!   the old token all get the same replacement instead of being logged out.
 //! - **User sessions.** [`SessionManager`] lists and revokes a user's
 //!   sessions ("log out everywhere"), limits them, and pushes user changes.
+//! - **Guards.** [`LoggedIn<U>`](guard) in a handler, or
+//!   [`RequireLoginLayer`] on a router, answer 401 (or redirect to a login
+//!   page) to requests without a logged-in user.
 //! - **Stores.** [`MemoryStore`] by default; `RedisStore` (feature `redis`,
 //!   Redis Cluster with `redis-cluster`) to share sessions between servers;
 //!   `PostgresStore` (feature `postgres`) and `SqliteStore` (`sqlite`).
@@ -49,6 +52,8 @@
 //! - `redis`, `redis-cluster`: `RedisStore`.
 //! - `postgres`: `PostgresStore`; `sqlite`: `SqliteStore`.
 //! - `conformance`: the store conformance suite, for store authors.
+//! - `metrics`: counters, a gauge and histograms through the `metrics`
+//!   facade; [`metrics`] lists their names and labels.
 
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
@@ -59,9 +64,11 @@ mod config;
 pub mod conformance;
 pub mod connection;
 mod error;
+pub mod guard;
 mod hub;
 pub mod layer;
 mod manager;
+pub mod metrics;
 mod regeneration;
 mod session;
 mod shared;
@@ -75,6 +82,9 @@ pub use config::{ConfigError, StaleTokenPolicy, MAX_DURATION};
 pub use connection::LiveSession;
 pub use cookie::SameSite;
 pub use error::Error;
+pub use guard::RequireLoginLayer;
+#[cfg(feature = "axum")]
+pub use guard::{LoggedIn, LoginRejection};
 pub use layer::{SessionLayer, SessionLayerBuilder};
 pub use manager::SessionManager;
 pub use regeneration::Regeneration;

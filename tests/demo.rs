@@ -655,3 +655,30 @@ async fn two_processes_share_sessions(url: &str) {
     revoke_other_and_expect_close(&laptop, &mut socket).await;
     assert_eq!(phone.json("GET", "/api/me").await["user"], Value::Null);
 }
+
+#[tokio::test]
+async fn the_demo_binary_serves_sessionkit_metrics_in_prometheus_format() {
+    let demo = spawn_demo(&support::stores::sqlite_url()).await;
+    let browser = Browser::new(&demo);
+    browser.login("mia").await;
+    assert_eq!(browser.json("POST", "/api/counter").await["counter"], 1);
+
+    let res = reqwest::get(format!("{}/metrics", demo.base))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let content_type = res.headers()["content-type"].to_str().unwrap().to_owned();
+    assert!(content_type.starts_with("text/plain"), "{content_type}");
+    let text = res.text().await.unwrap();
+    let line = |prefix: &str| {
+        text.lines()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no line starting with {prefix:?} in:\n{text}"))
+            .to_owned()
+    };
+    assert!(line("sessionkit_logins_total ").ends_with(" 1"));
+    line("sessionkit_sessions_created_total ");
+    line("sessionkit_store_call_duration_seconds_count{operation=\"login\"}");
+    line("sessionkit_store_call_duration_seconds_count{operation=\"load\"}");
+    line("# HELP sessionkit_logins_total");
+}

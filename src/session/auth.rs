@@ -77,6 +77,7 @@ impl Session {
                 "oldest sessions revoked: per-user limit"
             );
         }
+        crate::metrics::login(login.from.is_some(), outcome.evicted.len());
         let new = login.session;
         let mut st = self.state();
         // Changes a clone made while the login was in flight apply to the
@@ -118,7 +119,7 @@ impl Session {
         let _one_at_a_time = self.inner.saving.lock().await;
         if let Some(id) = self.id() {
             let shared = self.shared();
-            shared
+            let ended = shared
                 .call(
                     "destroy",
                     shared.store.destroy(&Destroy {
@@ -128,6 +129,7 @@ impl Session {
                     }),
                 )
                 .await?;
+            crate::metrics::sessions_ended(crate::metrics::Ended::Logout, usize::from(ended));
         }
         self.forget(true);
         Ok(())

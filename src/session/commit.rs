@@ -147,6 +147,7 @@ impl Session {
             return Err(err);
         }
         tracing::debug!(session = %new.id, token = %token.fingerprint(), "session created");
+        crate::metrics::session_created();
         let mut st = self.state();
         st.record = Some(SessionRecord {
             id: new.id,

@@ -4,6 +4,7 @@ use super::{Session, State};
 use crate::clock::{ms, Millis};
 use crate::config::StaleTokenPolicy;
 use crate::error::Error;
+use crate::metrics::{self, Ended};
 use crate::regeneration::Regeneration;
 use crate::store::{
     Destroy, EndReason, Load, Lookup, Rotated, Rotation, SessionRecord, StoreError, TokenState,
@@ -98,7 +99,7 @@ impl Session {
                     "a replaced session token was presented after its grace window; it may have been copied"
                 );
                 if config.on_stale_token == StaleTokenPolicy::Revoke {
-                    shared
+                    let destroyed = shared
                         .call(
                             "destroy",
                             shared.store.destroy(&Destroy {
@@ -108,6 +109,7 @@ impl Session {
                             }),
                         )
                         .await?;
+                    metrics::sessions_ended(Ended::StaleToken, destroyed.into());
                 }
                 return Ok(());
             }
@@ -119,10 +121,11 @@ impl Session {
             || config
                 .regeneration
                 .is_some_and(|r| r.is_due(record.ttg, now));
+        let lapsed = state == TokenState::Lapsed;
         let (client_token, send) = match state {
             TokenState::Current if !due => (Some(token.clone()), false),
             TokenState::Current | TokenState::Lapsed => {
-                match self.rotate(token, &record, now).await? {
+                match self.rotate(token, &record, now, lapsed).await? {
                     Replacement::Token(new) => {
                         record.ttg = now;
                         record.rotated_at = Some(now);
@@ -159,6 +162,7 @@ impl Session {
         old: &Token,
         record: &SessionRecord,
         now: Millis,
+        lapsed: bool,
     ) -> Result<Replacement, Error> {
         let shared = self.shared();
         let (ojs, cijs) = Regeneration::windows_or_default(shared.config.regeneration.as_ref());
@@ -175,6 +179,7 @@ impl Session {
         let rotated = shared
             .call("rotate", shared.store.rotate(&rotation))
             .await?;
+        metrics::rotated(&rotated, lapsed);
         Ok(match rotated {
             Rotated::Installed => {
                 tracing::debug!(session = %record.id, old = %old.fingerprint(), new = %new.fingerprint(), "session token rotated");

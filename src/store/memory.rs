@@ -225,6 +225,7 @@ impl Inner {
 
     fn end(&self, ended: Vec<SessionEnded>) {
         for event in ended {
+            crate::metrics::store_ended(event.reason);
             // No receiver means no connection is waiting: nothing to tell.
             let _ = self.events.send(event);
         }
@@ -264,6 +265,7 @@ impl Shard {
                     reason: EndReason::Expired,
                 });
                 removed += 1;
+                crate::metrics::sessions_ended(crate::metrics::Ended::Expiry, 1);
             }
         }
         if removed > 0 {

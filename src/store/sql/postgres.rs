@@ -218,6 +218,7 @@ impl PostgresStore {
                 break;
             }
             purged += rows.len();
+            crate::metrics::sessions_ended(crate::metrics::Ended::Expiry, rows.len());
         }
         sqlx::query(PURGE_LEASES)
             .bind(t)

@@ -146,6 +146,7 @@ impl SqliteStore {
                 break;
             }
             purged += rows.len();
+            crate::metrics::sessions_ended(crate::metrics::Ended::Expiry, rows.len());
             self.publish(ends(&rows, now, EndReason::Expired)?.0);
         }
         sqlx::query(PURGE_LEASES)
