@@ -456,6 +456,27 @@ pub enum EndReason {
     TokenLost,
 }
 
+impl EndReason {
+    /// The name stores write for the reason: its serde name (`logged_out`,
+    /// `revoked`, ...), the same one a serialized [`SessionEnded`] carries.
+    pub(crate) fn name(self) -> String {
+        // A unit variant always serializes to a JSON string.
+        match serde_json::to_value(self) {
+            Ok(serde_json::Value::String(name)) => name,
+            _ => String::new(),
+        }
+    }
+
+    /// The reason a stored name stands for, if any.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    pub(crate) fn from_name(name: &str) -> Option<EndReason> {
+        use serde::de::IntoDeserializer;
+        let name: serde::de::value::StrDeserializer<'_, serde::de::value::Error> =
+            name.into_deserializer();
+        EndReason::deserialize(name).ok()
+    }
+}
+
 /// An event on the [`SessionStore::subscribe`](super::SessionStore::subscribe) feed.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionEnded {

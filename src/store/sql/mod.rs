@@ -632,40 +632,13 @@ async fn fetch<R: Rows + ?Sized>(db: &R, f: &Fetch) -> Result<Option<Fetched>> {
     .await
 }
 
-/// The payload of a session-ended notification: `reason:id`.
-#[cfg(feature = "postgres")]
-fn reason_name(reason: EndReason) -> &'static str {
-    match reason {
-        EndReason::LoggedOut => "logged_out",
-        EndReason::Revoked => "revoked",
-        EndReason::Expired => "expired",
-        EndReason::Replaced => "replaced",
-        EndReason::StaleToken => "stale_token",
-        EndReason::TokenLost => "token_lost",
-    }
-}
-
-#[cfg(feature = "postgres")]
-fn parse_reason(name: &str) -> Option<EndReason> {
-    [
-        EndReason::LoggedOut,
-        EndReason::Revoked,
-        EndReason::Expired,
-        EndReason::Replaced,
-        EndReason::StaleToken,
-        EndReason::TokenLost,
-    ]
-    .into_iter()
-    .find(|r| reason_name(*r) == name)
-}
-
 /// Reads a `reason:id` payload back; `None` for anything else.
 #[cfg(feature = "postgres")]
 fn parse_ended(payload: &str) -> Option<SessionEnded> {
     let (reason, id) = payload.split_once(':')?;
     Some(SessionEnded {
         id: SessionId::parse(id)?,
-        reason: parse_reason(reason)?,
+        reason: EndReason::from_name(reason)?,
     })
 }
 
@@ -810,7 +783,7 @@ mod tests {
     fn end_payloads_round_trip() {
         let id = stored().record.id;
         for reason in [EndReason::LoggedOut, EndReason::Revoked, EndReason::Expired] {
-            let payload = format!("{}:{}", reason_name(reason), id);
+            let payload = format!("{}:{}", reason.name(), id);
             assert_eq!(
                 parse_ended(&payload),
                 Some(SessionEnded {

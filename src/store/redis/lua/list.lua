@@ -2,6 +2,8 @@
 -- id, [4] now, [5] cursor ('0' to start).
 -- Reply: {next cursor ('0': done), rows}, a row per session: id, created,
 -- seen, idle, absolute deadline or '', `=label` or ''
+-- Sent as `ops::List`, read by `reply::chunk + reply::session_infos` (src/store/redis/): the
+-- ARGV order above is the order of that struct's arguments.
 local list, cursor = user_chunk(BASE, ARGV[3], ARGV[5], tonumber(ARGV[4]))
 local rows = {}
 for _, s in ipairs(list) do

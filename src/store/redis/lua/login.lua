@@ -6,6 +6,8 @@
 -- [11] max sessions (0: no limit), [12] base of the old session or '',
 -- [13] its id or '', [14] number of carried data pairs, the pairs, then the delta.
 -- Reply: {evicted ids, data pairs}
+-- Sent as `ops::Login`, read by `reply::login` (src/store/redis/): the
+-- ARGV order above is the order of that struct's arguments.
 local now = tonumber(ARGV[5])
 local s = new_session()
 local data, i = read_pairs(14)
