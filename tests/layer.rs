@@ -20,27 +20,6 @@ use sessionkit::{
 use support::*;
 use tokio::sync::Barrier;
 
-async fn counter(session: Session) -> Result<String, sessionkit::Error> {
-    let n: u64 = session.get("counter")?.unwrap_or(0);
-    session.insert("counter", n + 1)?;
-    Ok((n + 1).to_string())
-}
-
-async fn read(session: Session) -> Result<String, sessionkit::Error> {
-    let n: u64 = session.get("counter")?.unwrap_or(0);
-    Ok(n.to_string())
-}
-
-async fn login(session: Session) -> Result<&'static str, sessionkit::Error> {
-    session.login(&user(7, "ada")).await?;
-    Ok("in")
-}
-
-async fn logout(session: Session) -> Result<&'static str, sessionkit::Error> {
-    session.logout().await?;
-    Ok("out")
-}
-
 async fn whoami(session: Session) -> Result<String, sessionkit::Error> {
     let user: Option<User> = session.user()?;
     Ok(format!(
@@ -51,20 +30,9 @@ async fn whoami(session: Session) -> Result<String, sessionkit::Error> {
 }
 
 fn routes() -> Router {
-    Router::new()
-        .route("/count", routing::post(counter))
-        .route("/read", routing::get(read))
-        .route("/login", routing::post(login))
-        .route("/logout", routing::post(logout))
+    routes::basic(user(7, "ada"))
         .route("/whoami", routing::get(whoami))
         .route("/plain", routing::get(|| async { "plain" }))
-        .route(
-            "/regenerate",
-            routing::post(|s: Session| async move {
-                s.regenerate().await?;
-                Ok::<_, sessionkit::Error>("regenerated")
-            }),
-        )
         .route(
             "/destroy",
             routing::post(|s: Session| async move {
@@ -264,12 +232,12 @@ async fn one_load_per_request_however_often_the_session_is_read() {
         .route(
             "/twice",
             routing::get(|a: Session, b: Session| async move {
-                let x: Option<u64> = a.get("counter").unwrap();
-                let y: Option<u64> = b.get("counter").unwrap();
+                let x: Option<u64> = a.get("n").unwrap();
+                let y: Option<u64> = b.get("n").unwrap();
                 format!("{x:?}{y:?}")
             }),
         )
-        .route("/count", routing::post(counter))
+        .merge(routes::counter())
         .layer(SessionLayer::builder(store.clone()).clock(clock).build());
     let token = send(&app, post("/count", None)).await.cookie().unwrap();
     let (loads, _) = store.calls();
@@ -426,8 +394,7 @@ async fn per_session_idle_timeout_is_persisted() {
 async fn concurrent_writes_to_different_keys_both_survive() {
     let store = MemoryStore::new();
     let barrier = Arc::new(Barrier::new(2));
-    let app = Router::new()
-        .route("/count", routing::post(counter))
+    let app = routes::counter()
         .route(
             "/set/{key}",
             routing::post(
@@ -464,7 +431,7 @@ async fn concurrent_writes_to_different_keys_both_survive() {
         assert!(all.contains(&format!("a{round},")), "{all}");
         assert!(all.contains(&format!("b{round}")), "{all}");
     }
-    assert!(all.contains("counter"));
+    assert!(all.contains(",n"), "{all}");
 }
 
 /// A request that loaded the session before it was logged out elsewhere
@@ -476,11 +443,7 @@ async fn a_write_never_resurrects_a_logged_out_session() {
     for ender in ["/logout", "/login"] {
         let store = MemoryStore::new();
         let gate = Arc::new((Barrier::new(2), Barrier::new(2)));
-        let app = Router::new()
-            .route("/count", routing::post(counter))
-            .route("/logout", routing::post(logout))
-            .route("/login", routing::post(login))
-            .route("/read", routing::get(read))
+        let app = routes::basic(user(7, "ada"))
             .route(
                 "/slow-write",
                 routing::post(
