@@ -123,6 +123,26 @@ fn age_secs(t: Option<Millis>) -> Option<u64> {
     t.map(|t| SystemClock.now().saturating_sub(t) / 1000)
 }
 
+/// "Chrome on Linux, 127.0.0.1, last seen 2 min ago" for a listed session.
+fn device_line(s: &sessionkit::store::SessionInfo, now: Millis) -> String {
+    let device = s.device.as_ref();
+    let name = device
+        .and_then(sessionkit::Device::name)
+        .or_else(|| s.label.clone())
+        .unwrap_or_else(|| "Unknown device".to_owned());
+    let address = device
+        .and_then(|d| d.address)
+        .map(|a| format!(", {a}"))
+        .unwrap_or_default();
+    let mins = now.saturating_sub(s.last_seen) / 60_000;
+    let seen = match mins {
+        0 => "just now".to_owned(),
+        m if m < 120 => format!("{m} min ago"),
+        m => format!("{} h ago", m / 60),
+    };
+    format!("{name}{address}, last seen {seen}")
+}
+
 fn state_json(session: &Session) -> Result<Value, sessionkit::Error> {
     let user: Option<DemoUser> = session.user()?;
     let counter: u64 = session.get("counter")?.unwrap_or(0);
@@ -224,6 +244,7 @@ async fn sessions(session: Session) -> Result<Response, sessionkit::Error> {
                 "id": s.id,
                 "current": Some(&s.id) == me.as_ref(),
                 "label": s.label,
+                "device": device_line(&s, SystemClock.now()),
                 "created_at_ms": s.created_at,
                 "last_seen_ms": s.last_seen,
                 "idle_deadline_ms": s.idle_deadline,
@@ -336,15 +357,15 @@ async fn page(session: Session) -> Result<Html<String>, sessionkit::Error> {
     if user.is_some() {
         for s in session.sessions().await? {
             let current = Some(&s.id) == me.as_ref();
-            let label = html_escape(s.label.as_deref().unwrap_or("unknown device"));
-            let seen = s.last_seen / 1000;
+            let label = html_escape(&device_line(&s, SystemClock.now()));
             let action = if current {
                 "<em>this device</em>".to_owned()
             } else {
                 format!("<button onclick=\"revoke('{}')\">Revoke</button>", s.id)
             };
             rows.push_str(&format!(
-                "<tr><td><code>{}</code></td><td>{label}</td><td class=ts data-s={seen}></td><td>{action}</td></tr>",
+                "<tr{}><td><code>{}</code></td><td>{label}</td><td>{action}</td></tr>",
+                if current { " class=current" } else { "" },
                 &s.id.as_str()[..10]
             ));
         }
@@ -374,7 +395,7 @@ async fn page(session: Session) -> Result<Html<String>, sessionkit::Error> {
         token_age = token_age,
         rotated = rotated,
         rows = if user.is_some() {
-            format!("<table><tr><th>id</th><th>device</th><th>last seen</th><th></th></tr>{rows}</table>")
+            format!("<table><tr><th>id</th><th>device</th><th></th></tr>{rows}</table>")
         } else {
             "<p>Log in to see your sessions.</p>".to_owned()
         },
@@ -427,6 +448,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     tracing::info!("listening on http://{}", listener.local_addr()?);
+    // With the peer address, which sessions record.
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, app).await?;
     Ok(())
 }

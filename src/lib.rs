@@ -58,6 +58,7 @@ mod config;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 pub mod connection;
+pub mod device;
 mod error;
 mod hub;
 pub mod layer;
@@ -74,6 +75,7 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{ConfigError, StaleTokenPolicy, MAX_DURATION};
 pub use connection::LiveSession;
 pub use cookie::SameSite;
+pub use device::{describe_user_agent, Device};
 pub use error::Error;
 pub use layer::{SessionLayer, SessionLayerBuilder};
 pub use manager::SessionManager;

@@ -737,3 +737,73 @@ async fn a_plain_tower_service_loads_and_saves_without_axum() {
         .unwrap();
     assert_eq!(res.body(), "2", "saved after the first response");
 }
+
+/// A login through the layer from `peer`, with these extra headers: the
+/// device its session is listed with.
+async fn device_of_login(
+    configure: impl FnOnce(SessionLayerBuilder) -> SessionLayerBuilder,
+    peer: &str,
+    headers: &[(&'static str, &str)],
+) -> Option<sessionkit::Device> {
+    let h = harness_with(configure);
+    let mut req = post("/login", None);
+    req.headers_mut().insert(
+        "user-agent",
+        "Mozilla/5.0 (X11; Linux x86_64) Chrome/120.0.0.0 Safari/537.36"
+            .parse()
+            .unwrap(),
+    );
+    for (name, value) in headers {
+        req.headers_mut()
+            .append(*name, http::HeaderValue::from_str(value).unwrap());
+    }
+    let peer: std::net::SocketAddr = peer.parse().unwrap();
+    req.extensions_mut()
+        .insert(axum::extract::ConnectInfo(peer));
+    assert_eq!(send(&h.app, req).await.status, StatusCode::OK);
+    let listing = h
+        .store
+        .list_sessions(&ListSessions {
+            user_id: "7".to_owned(),
+            now: clock_now(&h.clock),
+        })
+        .await
+        .unwrap();
+    assert_eq!(listing.len(), 1);
+    listing.into_iter().next().unwrap().device
+}
+
+#[tokio::test]
+async fn a_login_records_the_user_agent_and_the_peer_address() {
+    let device = device_of_login(|b| b, "127.0.0.1:50000", &[])
+        .await
+        .unwrap();
+    assert_eq!(device.address, Some("127.0.0.1".parse().unwrap()));
+    assert_eq!(device.name().as_deref(), Some("Chrome on Linux"));
+    assert!(device.user_agent.unwrap().starts_with("Mozilla/5.0 (X11"));
+}
+
+#[tokio::test]
+async fn a_forwarded_header_is_ignored_without_a_trusted_proxy() {
+    let xff = [("x-forwarded-for", "203.0.113.9")];
+    let device = device_of_login(|b| b, "10.0.0.2:443", &xff).await.unwrap();
+    assert_eq!(device.address, Some("10.0.0.2".parse().unwrap()));
+    // Trusting some other proxy does not make this peer's header count.
+    let other = |b: SessionLayerBuilder| b.trusted_proxies(["10.0.0.3".parse().unwrap()]);
+    let device = device_of_login(other, "10.0.0.2:443", &xff).await.unwrap();
+    assert_eq!(device.address, Some("10.0.0.2".parse().unwrap()));
+}
+
+#[tokio::test]
+async fn a_forwarded_header_from_a_trusted_proxy_names_the_client() {
+    let proxy = |b: SessionLayerBuilder| b.trusted_proxies(["10.0.0.2".parse().unwrap()]);
+    // The client wrote the first hop itself; the proxy appended the second.
+    let xff = [("x-forwarded-for", "6.6.6.6, 203.0.113.9")];
+    let device = device_of_login(proxy, "10.0.0.2:443", &xff).await.unwrap();
+    assert_eq!(device.address, Some("203.0.113.9".parse().unwrap()));
+    let forwarded = [("forwarded", "for=\"[2001:db8::7]:1234\"")];
+    let device = device_of_login(proxy, "10.0.0.2:443", &forwarded)
+        .await
+        .unwrap();
+    assert_eq!(device.address, Some("2001:db8::7".parse().unwrap()));
+}

@@ -56,6 +56,7 @@ impl Session {
             absolute_deadline: self.absolute_deadline(now),
             user: Some(bound),
             label: delta.label.clone().or(label),
+            device: self.device(),
             data: Vec::new(),
         };
         let login = Login {
@@ -85,6 +86,7 @@ impl Session {
         let mut data = outcome.data.clone();
         later.delta().apply_to(&mut data);
         *st = State {
+            origin: st.origin.take(),
             data,
             record: Some(SessionRecord {
                 id: new.id,

@@ -15,8 +15,8 @@ use super::reply;
 use super::scripts::{self, Call, Mode, Script};
 use crate::clock::Millis;
 use crate::store::{
-    self, BoundUser, Connection, Delta, Fetched, LoginOutcome, Lookup, NewSession, Result,
-    Revoke, Rotated, SessionInfo, StoreError,
+    self, BoundUser, Connection, Delta, Fetched, LoginOutcome, Lookup, NewSession, Result, Revoke,
+    Rotated, SessionInfo, StoreError,
 };
 use crate::token::SessionId;
 
@@ -367,7 +367,7 @@ impl Op for Connections<'_> {
 
 /// A session to create, in the layout `new_session` in the prelude reads:
 /// id, token digest, now, idle timeout, absolute deadline or '', `=user id`
-/// or '', user json or '', `=label` or ''.
+/// or '', user json or '', `=label` or '', `=device json` or ''.
 fn push_new_session(call: &mut Call, new: &NewSession) {
     let user = new.user.as_ref();
     call.arg(new.id.as_str())
@@ -377,7 +377,10 @@ fn push_new_session(call: &mut Call, new: &NewSession) {
         .arg(optional(new.absolute_deadline))
         .arg(present(user.map(|u| u.id.as_str())))
         .arg(user.map_or("", |u| u.json.as_str()))
-        .arg(present(new.label.as_deref()));
+        .arg(present(new.label.as_deref()))
+        .arg(present(
+            crate::device::stored(new.device.as_ref()).as_deref(),
+        ));
 }
 
 /// A delta, in the layout `read_delta` in the prelude reads: clear (0/1),

@@ -109,7 +109,8 @@ pub(super) fn count(reply: &Value) -> Result<usize> {
 }
 
 /// `list`'s chunk: flat rows of [`LIST_ROW`] values, per session: id,
-/// created, seen, idle, absolute deadline or '', `=label` or ''.
+/// created, seen, idle, absolute deadline or '', `=label` or '', device
+/// json or ''.
 pub(super) fn session_infos(reply: &Value) -> Result<Vec<SessionInfo>> {
     let rows = items(reply)?;
     if rows.len() % LIST_ROW != 0 {
@@ -118,10 +119,10 @@ pub(super) fn session_infos(reply: &Value) -> Result<Vec<SessionInfo>> {
     rows.chunks_exact(LIST_ROW).map(session_info).collect()
 }
 
-const LIST_ROW: usize = 6;
+const LIST_ROW: usize = 7;
 
 fn session_info(row: &[Value]) -> Result<SessionInfo> {
-    let [id, created, seen, idle, abs, label] = row else {
+    let [id, created, seen, idle, abs, label, device] = row else {
         return Err(StoreError::corrupt("short session row"));
     };
     let number = |v| utf8(v).and_then(number);
@@ -136,6 +137,10 @@ fn session_info(row: &[Value]) -> Result<SessionInfo> {
             .then(|| self::number(absolute))
             .transpose()?,
         label: utf8(label)?.strip_prefix('=').map(str::to_owned),
+        device: match utf8(device)? {
+            "" => None,
+            json => Some(crate::device::from_stored(json)?),
+        },
     })
 }
 

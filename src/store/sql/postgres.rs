@@ -345,6 +345,7 @@ impl SessionStore for PostgresStore {
         new.check_user_tag()?;
         let row = Stored::new(new, new.data.iter().cloned().collect()).encode()?;
         bind_row!(sqlx::query(&insert_sql()), &row)
+            .bind(crate::device::stored(new.device.as_ref()))
             .execute(&self.inner.pool)
             .await
             .map_err(sqlx_error)?;
@@ -422,6 +423,7 @@ impl SessionStore for PostgresStore {
         let (mut data, _) = carried_data(taken, &user.id, now)?;
         let row = login_row(login, &mut data)?;
         bind_row!(sqlx::query(&insert_sql()), &row)
+            .bind(crate::device::stored(login.session.device.as_ref()))
             .execute(&mut *tx)
             .await
             .map_err(sqlx_error)?;
