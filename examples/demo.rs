@@ -27,11 +27,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{ConnectInfo, Path, Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{delete, get, post};
-use axum::Extension;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -284,8 +283,6 @@ struct LoginForm {
 /// `POST /login` with JSON `{"user": NAME}`.
 async fn login(
     session: Session,
-    headers: HeaderMap,
-    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     Json(form): Json<LoginForm>,
 ) -> Result<Response, sessionkit::Error> {
     let name = match user_name(&form.user) {
@@ -293,83 +290,10 @@ async fn login(
         Err(message) => return Ok((StatusCode::BAD_REQUEST, message).into_response()),
     };
     let user = DemoUser { name };
+    // The layer records the device (user agent and peer address) with the
+    // login, for the sessions table.
     session.login(&user).await?;
-    let agent = headers
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    // The peer address as the server sees it. Behind a proxy this is the
-    // proxy; a forwarded-for header would be the client's word, not a fact.
-    let address = peer.map_or_else(
-        || "unknown".to_owned(),
-        |Extension(ConnectInfo(a))| a.ip().to_string(),
-    );
-    session.set_label(label(&device_name(agent), &address))?;
     Ok(Json(json!({ "user": user.name })).into_response())
-}
-
-/// The session label: device and address. `SessionInfo` has a single
-/// label, so the demo packs both into it and [`unlabel`] splits them again.
-fn label(device: &str, address: &str) -> String {
-    format!("{device} · {address}")
-}
-
-/// The device and address of a [`label`].
-fn unlabel(label: Option<&str>) -> (String, String) {
-    match label.and_then(|l| l.rsplit_once(" · ")) {
-        Some((device, address)) => (device.to_owned(), address.to_owned()),
-        None => (
-            label.unwrap_or("unknown device").to_owned(),
-            "unknown".to_owned(),
-        ),
-    }
-}
-
-/// A readable device name from a `User-Agent`: "Chrome 131 on Linux".
-pub fn device_name(agent: &str) -> String {
-    // Order matters: Edge and Opera also say "Chrome", Chrome also says
-    // "Safari".
-    const BROWSERS: [(&str, &str); 7] = [
-        ("Edg/", "Edge"),
-        ("OPR/", "Opera"),
-        ("Firefox/", "Firefox"),
-        ("HeadlessChrome/", "Headless Chrome"),
-        ("Chrome/", "Chrome"),
-        ("Version/", "Safari"),
-        ("curl/", "curl"),
-    ];
-    const SYSTEMS: [(&str, &str); 7] = [
-        ("Android", "Android"),
-        ("iPhone", "iOS"),
-        ("iPad", "iPadOS"),
-        ("Windows", "Windows"),
-        ("Mac OS X", "macOS"),
-        ("CrOS", "ChromeOS"),
-        ("Linux", "Linux"),
-    ];
-    let browser = BROWSERS.iter().find_map(|(marker, name)| {
-        let at = agent.find(marker)? + marker.len();
-        let major: String = agent[at..]
-            .chars()
-            .take_while(char::is_ascii_digit)
-            .collect();
-        Some(if major.is_empty() {
-            (*name).to_owned()
-        } else {
-            format!("{name} {major}")
-        })
-    });
-    let system = SYSTEMS
-        .iter()
-        .find(|(marker, _)| agent.contains(marker))
-        .map(|(_, name)| *name);
-    match (browser, system) {
-        (Some(b), Some(s)) => format!("{b} on {s}"),
-        (Some(b), None) => b,
-        (None, Some(s)) => format!("a browser on {s}"),
-        (None, None) if agent.trim().is_empty() => "unknown device".to_owned(),
-        (None, None) => agent.chars().filter(|c| !c.is_control()).take(40).collect(),
-    }
 }
 
 async fn logout(session: Session) -> Result<Json<Value>, sessionkit::Error> {
@@ -384,12 +308,14 @@ fn log_in_first() -> Response {
 /// One row of the sessions table. The page renders these fields as they
 /// come, so details the store may add later drop in here.
 fn session_json(s: &SessionInfo, current: Option<&SessionId>) -> Value {
-    let (device, address) = unlabel(s.label.as_deref());
+    let device = s.device.as_ref();
     json!({
         "id": s.id,
         "current": Some(&s.id) == current,
-        "device": device,
-        "address": address,
+        "device": device.and_then(|d| d.name()).unwrap_or_else(|| "unknown device".into()),
+        "address": device
+            .and_then(|d| d.address)
+            .map_or_else(|| "unknown".into(), |a| a.to_string()),
         "created_at_ms": s.created_at,
         "last_seen_ms": s.last_seen,
         "idle_deadline_ms": s.idle_deadline,

@@ -63,6 +63,7 @@ mod config;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 pub mod connection;
+pub mod device;
 mod error;
 pub mod guard;
 mod hub;
@@ -81,6 +82,7 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{ConfigError, StaleTokenPolicy, MAX_DURATION};
 pub use connection::LiveSession;
 pub use cookie::SameSite;
+pub use device::{describe_user_agent, Device};
 pub use error::Error;
 pub use guard::RequireLoginLayer;
 #[cfg(feature = "axum")]

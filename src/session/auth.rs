@@ -56,6 +56,7 @@ impl Session {
             absolute_deadline: self.absolute_deadline(now),
             user: Some(bound),
             label: delta.label.clone().or(label),
+            device: self.device(),
             data: Vec::new(),
         };
         let login = Login {
@@ -86,6 +87,7 @@ impl Session {
         let mut data = outcome.data.clone();
         later.delta().apply_to(&mut data);
         *st = State {
+            origin: st.origin.take(),
             data,
             record: Some(SessionRecord {
                 id: new.id,
@@ -144,6 +146,7 @@ impl Session {
         let mut st = self.state();
         *st = State {
             ended: here,
+            origin: st.origin.take(),
             ..State::default()
         };
     }

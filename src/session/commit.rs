@@ -140,6 +140,7 @@ impl Session {
             absolute_deadline: self.absolute_deadline(now),
             user: None,
             label: delta.label,
+            device: self.device(),
             data: delta.set,
         };
         if let Err(err) = shared.call("create", shared.store.create(&new)).await {

@@ -150,6 +150,8 @@ impl Session {
             record: Some(record),
             token: client_token,
             send_token: send,
+            // Where the request came from outlives what it loaded.
+            origin: st.origin.take(),
             ..State::default()
         };
         Ok(())

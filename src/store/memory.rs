@@ -76,6 +76,8 @@ struct Shard {
 
 struct Entry {
     record: SessionRecord,
+    /// Kept beside the record: only listings show it.
+    device: Option<crate::device::Device>,
     tokens: TokenSlots,
     connections: HashMap<String, (Connection, Millis)>,
     /// The deadline of this session's authoritative heap entry.
@@ -83,6 +85,13 @@ struct Entry {
 }
 
 impl Entry {
+    fn info(&self) -> SessionInfo {
+        SessionInfo {
+            device: self.device.clone(),
+            ..(&self.record).into()
+        }
+    }
+
     fn is_live(&self, now: Millis) -> bool {
         now < self.record.deadline()
     }
@@ -304,6 +313,7 @@ impl Shard {
         };
         let entry = Entry {
             tokens: TokenSlots::new(new.token.hash.clone()),
+            device: new.device.clone(),
             connections: HashMap::new(),
             scheduled: 0,
             record,
@@ -684,7 +694,7 @@ impl SessionStore for MemoryStore {
         self.inner.each_user_chunk(user_id, now, |shard, ids, _| {
             list.extend(
                 ids.iter()
-                    .filter_map(|id| shard.sessions.get(id).map(|e| (&e.record).into())),
+                    .filter_map(|id| shard.sessions.get(id).map(Entry::info)),
             );
         });
         list.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
@@ -827,6 +837,7 @@ mod tests {
         let token = Token::generate(&Tag::random());
         let id = SessionId::generate(&token.tag());
         let new = NewSession {
+            device: None,
             id: id.clone(),
             token: token.digest(),
             now: clock,

@@ -8,6 +8,7 @@ pub mod connections;
 pub mod faults;
 pub mod postgres;
 pub mod redis;
+pub mod routes;
 pub mod stores;
 
 use std::sync::atomic::{AtomicUsize, Ordering};

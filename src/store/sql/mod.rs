@@ -122,11 +122,13 @@ macro_rules! bind_row {
 }
 pub(crate) use bind_row;
 
-/// `INSERT` of a new row: `$1` to `$19` as [`bind_row!`] binds them.
+/// `INSERT` of a new row: `$1` to `$19` as [`bind_row!`] binds them, `$20`
+/// the device (which only listings read, so it is not in [`COLUMNS`]).
 fn insert_sql() -> String {
     format!(
-        "INSERT INTO sessionkit_sessions ({COLUMNS}) VALUES \
-         ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, 0)"
+        "INSERT INTO sessionkit_sessions ({COLUMNS}, device) VALUES \
+         ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, 0, \
+         $20)"
     )
 }
 
@@ -189,7 +191,8 @@ const SYNC_CHUNK: &str = "UPDATE sessionkit_sessions SET user_json = $2, renew_t
      version = version + 1 WHERE id IN (SELECT id FROM sessionkit_sessions \
      WHERE user_id = $1 AND expires_at > $3 AND id > $4 ORDER BY id LIMIT 256) RETURNING id";
 /// `$1` user, `$2` now.
-const LIST: &str = "SELECT id, created_at, last_seen, idle_timeout, absolute_deadline, label \
+const LIST: &str = "SELECT id, created_at, last_seen, idle_timeout, absolute_deadline, label, \
+     device \
      FROM sessionkit_sessions WHERE user_id = $1 AND expires_at > $2";
 /// `$1` id, `$2` now: a connection's use of its session.
 const TOUCH: &str = "UPDATE sessionkit_sessions SET last_seen = $2, expires_at = CASE \
@@ -632,40 +635,13 @@ async fn fetch<R: Rows + ?Sized>(db: &R, f: &Fetch) -> Result<Option<Fetched>> {
     .await
 }
 
-/// The payload of a session-ended notification: `reason:id`.
-#[cfg(feature = "postgres")]
-fn reason_name(reason: EndReason) -> &'static str {
-    match reason {
-        EndReason::LoggedOut => "logged_out",
-        EndReason::Revoked => "revoked",
-        EndReason::Expired => "expired",
-        EndReason::Replaced => "replaced",
-        EndReason::StaleToken => "stale_token",
-        EndReason::TokenLost => "token_lost",
-    }
-}
-
-#[cfg(feature = "postgres")]
-fn parse_reason(name: &str) -> Option<EndReason> {
-    [
-        EndReason::LoggedOut,
-        EndReason::Revoked,
-        EndReason::Expired,
-        EndReason::Replaced,
-        EndReason::StaleToken,
-        EndReason::TokenLost,
-    ]
-    .into_iter()
-    .find(|r| reason_name(*r) == name)
-}
-
 /// Reads a `reason:id` payload back; `None` for anything else.
 #[cfg(feature = "postgres")]
 fn parse_ended(payload: &str) -> Option<SessionEnded> {
     let (reason, id) = payload.split_once(':')?;
     Some(SessionEnded {
         id: SessionId::parse(id)?,
-        reason: parse_reason(reason)?,
+        reason: EndReason::from_name(reason)?,
     })
 }
 
@@ -688,11 +664,19 @@ fn sort_listing(list: &mut [SessionInfo]) {
 }
 
 /// A listing entry from its columns: id, created_at, last_seen,
-/// idle_timeout, absolute_deadline, label.
-type InfoRow = (String, i64, i64, i64, Option<i64>, Option<String>);
+/// idle_timeout, absolute_deadline, label, device.
+type InfoRow = (
+    String,
+    i64,
+    i64,
+    i64,
+    Option<i64>,
+    Option<String>,
+    Option<String>,
+);
 
 fn info(row: InfoRow) -> Result<SessionInfo> {
-    let (id, created_at, last_seen, idle_timeout, absolute_deadline, label) = row;
+    let (id, created_at, last_seen, idle_timeout, absolute_deadline, label, device) = row;
     let last_seen = millis(last_seen, "last_seen")?;
     Ok(SessionInfo {
         id: session_id(&id)?,
@@ -703,6 +687,10 @@ fn info(row: InfoRow) -> Result<SessionInfo> {
             .map(|d| millis(d, "absolute_deadline"))
             .transpose()?,
         label,
+        device: device
+            .as_deref()
+            .map(crate::device::from_stored)
+            .transpose()?,
     })
 }
 
@@ -763,6 +751,7 @@ mod tests {
     fn stored() -> Stored {
         let token = Token::generate(&Tag::random());
         let new = NewSession {
+            device: None,
             id: SessionId::generate(&token.tag()),
             token: token.digest(),
             now: 1_000,
@@ -810,7 +799,7 @@ mod tests {
     fn end_payloads_round_trip() {
         let id = stored().record.id;
         for reason in [EndReason::LoggedOut, EndReason::Revoked, EndReason::Expired] {
-            let payload = format!("{}:{}", reason_name(reason), id);
+            let payload = format!("{}:{}", reason.name(), id);
             assert_eq!(
                 parse_ended(&payload),
                 Some(SessionEnded {

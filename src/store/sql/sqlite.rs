@@ -284,6 +284,7 @@ impl SessionStore for SqliteStore {
         new.check_user_tag()?;
         let row = Stored::new(new, new.data.iter().cloned().collect()).encode()?;
         bind_row!(sqlx::query(&insert_sql()), &row)
+            .bind(crate::device::stored(new.device.as_ref()))
             .execute(&self.inner.pool)
             .await
             .map_err(sqlx_error)?;
@@ -325,6 +326,7 @@ impl SessionStore for SqliteStore {
         let (mut data, mut events) = carried_data(taken, &user.id, now)?;
         let row = login_row(login, &mut data)?;
         bind_row!(sqlx::query(&insert_sql()), &row)
+            .bind(crate::device::stored(login.session.device.as_ref()))
             .execute(&mut *tx)
             .await
             .map_err(sqlx_error)?;
