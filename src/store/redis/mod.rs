@@ -63,6 +63,8 @@ mod conn;
 mod events;
 mod keys;
 mod reply;
+#[cfg(test)]
+mod reply_props;
 mod scripts;
 
 use std::collections::HashMap;
