@@ -241,7 +241,12 @@ async fn kill_in_the_middle_of_a_load(
         );
     }
     let slowest = seen.iter().map(|s| s.lock().unwrap().slowest_down).max();
-    eprintln!("slowest answer while down: {slowest:?} (store timeout {STORE_TIMEOUT:?})");
+    let ok: usize = seen.iter().map(|s| s.lock().unwrap().ok).sum();
+    let unavailable: usize = seen.iter().map(|s| s.lock().unwrap().unavailable).sum();
+    eprintln!(
+        "{ok} answers 200, {unavailable} answers 503; slowest while down: {slowest:?} \
+         (store timeout {STORE_TIMEOUT:?})"
+    );
     server.abort();
 }
 
