@@ -95,7 +95,7 @@ pub use session::Session;
 pub use store::PostgresStore;
 #[cfg(feature = "sqlite")]
 pub use store::SqliteStore;
-pub use store::{MemoryStore, SessionStore};
+pub use store::{MemoryStore, MemoryStoreBuilder, SessionStore};
 #[cfg(feature = "redis")]
 pub use store::{RedisStore, RedisStoreBuilder};
 pub use token::SessionId;

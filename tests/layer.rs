@@ -807,3 +807,35 @@ async fn a_forwarded_header_from_a_trusted_proxy_names_the_client() {
         .unwrap();
     assert_eq!(device.address, Some("2001:db8::7".parse().unwrap()));
 }
+
+#[tokio::test]
+async fn a_flood_of_cookieless_writes_stays_within_the_memory_bound_and_spares_logged_in_users() {
+    const BOUND: usize = 64;
+    let clock = ManualClock::new();
+    let store = MemoryStore::builder()
+        .clock(clock.clone())
+        .max_sessions(BOUND)
+        .build();
+    let app = routes().layer(
+        SessionLayer::builder(store.clone())
+            .clock(clock.clone())
+            .build(),
+    );
+    let user = send(&app, post("/login", None))
+        .await
+        .cookie()
+        .expect("logged in");
+    for i in 0..2_000 {
+        clock.advance(Duration::from_millis(10));
+        let res = send(&app, post("/count", None)).await;
+        // Each one gets a session: the flood evicts its own earlier ones.
+        assert_eq!(res.status, StatusCode::OK, "request {i}");
+        assert!(
+            store.len() <= BOUND,
+            "{} sessions after {i} requests",
+            store.len()
+        );
+    }
+    let me = send(&app, get("/whoami", Some(&user))).await;
+    assert_eq!(me.body, "ada|7", "the logged-in session survived the flood");
+}

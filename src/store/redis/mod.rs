@@ -64,6 +64,8 @@ mod events;
 mod keys;
 mod ops;
 mod reply;
+#[cfg(test)]
+mod reply_props;
 mod scripts;
 
 use std::sync::Arc;
