@@ -1,4 +1,4 @@
-//! A small app showing everything sessionkit does.
+//! A small app showing everything sessionkit does, on one page.
 //!
 //! ```text
 //! cargo run --example demo                       # in-memory store, 127.0.0.1:3000
@@ -6,29 +6,36 @@
 //! REDIS_URL=redis://127.0.0.1:6379 cargo run --example demo
 //! DATABASE_URL=postgres://postgres@127.0.0.1/postgres cargo run --example demo
 //! DATABASE_URL=sqlite://demo-sessions.db cargo run --example demo
-//! SESSION_SFR_SECS=30 SESSION_OJS_SECS=10 SESSION_CIJS_SECS=20 cargo run --example demo
+//! SESSION_SFR_SECS=30 SESSION_OJS_SECS=10 SESSION_CIJS_SECS=5 cargo run --example demo
 //! ```
 //!
 //! Two demo processes on different ports sharing one Redis (or one
 //! PostgreSQL database) share sessions: log in on one, revoke from the
 //! other, and the first one's socket closes.
 //!
-//! Routes: `GET /` (the page), `POST /login` (form or JSON field `user`),
-//! `POST /logout`, `GET /api/me`, `POST /api/counter`, `GET /api/sessions`,
-//! `DELETE /api/sessions/{id}`, `POST /api/logout-everywhere`,
-//! `POST /api/logout-others`, `GET /api/connections`, `GET /ws`.
+//! The page (`demo.html`) is static: it never touches the session, so it
+//! loads even while the store is down, and its script reads everything from
+//! the JSON routes below. Routes: `GET /`, `POST /login` (JSON field
+//! `user`), `POST /logout`, `GET /api/me`, `POST /api/counter`,
+//! `GET /api/sessions`, `DELETE /api/sessions/{id}`,
+//! `POST /api/logout-everywhere`, `POST /api/logout-others`,
+//! `GET /api/connections`, `GET /ws`, `GET /metrics` (Prometheus text
+//! format).
 
+use std::net::SocketAddr;
+use std::process::ExitCode;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{FromRequest, Path, Request};
-use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{delete, get, post};
-use axum::{Form, Json, Router};
+use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use sessionkit::clock::{Clock, Millis, SystemClock};
+use sessionkit::clock::{Clock, SystemClock};
+use sessionkit::store::{EndReason, SessionInfo};
 use sessionkit::{
     LiveSession, Regeneration, Session, SessionId, SessionLayer, SessionStore, SessionUser,
 };
@@ -45,42 +52,112 @@ impl SessionUser for DemoUser {
     }
 }
 
-/// The regeneration policy from `SESSION_SFR_SECS` (SFR), `SESSION_OJS_SECS`
-/// (OJS) and `SESSION_CIJS_SECS` (CIJS), whole seconds; none without
-/// `SESSION_SFR_SECS`. A value that is not a number, or a policy the layer
-/// would refuse, is an error naming the variable.
-pub fn regeneration_from_env() -> Result<Option<Regeneration>, String> {
-    fn secs(name: &str) -> Result<Option<Duration>, String> {
-        match std::env::var(name) {
-            Err(_) => Ok(None),
-            Ok(v) => v
+/// The longest user name, in characters.
+pub const MAX_NAME_CHARS: usize = 32;
+
+/// The name typed at login, trimmed; an error message for the page if it is
+/// empty, too long or holds control characters (which would garble logs
+/// and the session list).
+pub fn user_name(raw: &str) -> Result<String, String> {
+    let name = raw.trim();
+    if name.is_empty() {
+        return Err("Type a user name.".into());
+    }
+    if name.chars().count() > MAX_NAME_CHARS {
+        return Err(format!(
+            "A user name has at most {MAX_NAME_CHARS} characters."
+        ));
+    }
+    if name.chars().any(char::is_control) {
+        return Err("A user name may not contain control characters.".into());
+    }
+    Ok(name.to_owned())
+}
+
+/// What the demo reads from the environment, checked before it starts.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Settings {
+    /// `PORT`, 3000 by default.
+    pub port: u16,
+    /// From `SESSION_SFR_SECS` (SFR), `SESSION_OJS_SECS` (OJS) and
+    /// `SESSION_CIJS_SECS` (CIJS); off without `SESSION_SFR_SECS`.
+    pub regeneration: Option<Regeneration>,
+}
+
+impl Settings {
+    /// The settings from the process environment.
+    pub fn from_env() -> Result<Settings, String> {
+        Settings::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// The settings from `var` (a variable's value by name). Each error
+    /// names the variable and the rule it breaks.
+    pub fn from_lookup(var: impl Fn(&str) -> Option<String>) -> Result<Settings, String> {
+        let port = match var("PORT") {
+            None => 3000,
+            Some(v) => v
                 .trim()
-                .parse::<u64>()
-                .map(|s| Some(Duration::from_secs(s)))
-                .map_err(|_| format!("{name}={v:?}: expected a whole number of seconds")),
+                .parse()
+                .map_err(|_| format!("PORT={v:?}: expected a port number from 0 to 65535"))?,
+        };
+        let secs = |name: &str| -> Result<Option<u64>, String> {
+            let Some(v) = var(name) else { return Ok(None) };
+            match v.trim().parse::<u64>() {
+                Ok(s) if s > 0 => Ok(Some(s)),
+                _ => Err(format!(
+                    "{name}={v:?}: expected a whole number of seconds, at least 1 (such as 30)"
+                )),
+            }
+        };
+        let (sfr, ojs, cijs) = (
+            secs("SESSION_SFR_SECS")?,
+            secs("SESSION_OJS_SECS")?,
+            secs("SESSION_CIJS_SECS")?,
+        );
+        let Some(sfr) = sfr else {
+            if let Some(name) = [(ojs, "SESSION_OJS_SECS"), (cijs, "SESSION_CIJS_SECS")]
+                .iter()
+                .find_map(|(v, name)| v.map(|_| name))
+            {
+                return Err(format!(
+                    "{name} is set but SESSION_SFR_SECS is not: the grace windows apply only when \
+                     tokens are regenerated (set SESSION_SFR_SECS too, or neither)"
+                ));
+            }
+            return Ok(Settings {
+                port,
+                regeneration: None,
+            });
+        };
+        let mut policy = Regeneration::every(Duration::from_secs(sfr));
+        if let Some(ojs) = ojs {
+            if ojs >= sfr {
+                return Err(format!(
+                    "SESSION_OJS_SECS={ojs} must be shorter than SESSION_SFR_SECS={sfr}: a replaced \
+                     token may not keep working past its replacement's own turn"
+                ));
+            }
+            policy = policy.grace(Duration::from_secs(ojs));
         }
-    }
-    let (sfr, ojs, cijs) = (
-        secs("SESSION_SFR_SECS")?,
-        secs("SESSION_OJS_SECS")?,
-        secs("SESSION_CIJS_SECS")?,
-    );
-    let Some(sfr) = sfr else {
-        if ojs.is_some() || cijs.is_some() {
-            return Err("SESSION_OJS_SECS and SESSION_CIJS_SECS need SESSION_SFR_SECS".into());
+        if let Some(cijs) = cijs {
+            let grace = policy.grace_window();
+            if Duration::from_secs(cijs) > grace / 2 {
+                return Err(format!(
+                    "SESSION_CIJS_SECS={cijs} must be at most half of the grace window \
+                     (SESSION_OJS_SECS, {} s here), so that a lost replacement is noticed \
+                     while the old token still works",
+                    grace.as_secs_f64()
+                ));
+            }
+            policy = policy.resend_for(Duration::from_secs(cijs));
         }
-        return Ok(None);
-    };
-    let mut policy = Regeneration::every(sfr);
-    if let Some(ojs) = ojs {
-        policy = policy.grace(ojs);
+        // Whatever else the layer refuses, in its own words.
+        layer(sessionkit::MemoryStore::new(), Some(policy)).map_err(|e| e.to_string())?;
+        Ok(Settings {
+            port,
+            regeneration: Some(policy),
+        })
     }
-    if let Some(cijs) = cijs {
-        policy = policy.resend_for(cijs);
-    }
-    // The layer's own check, with its message.
-    layer(sessionkit::MemoryStore::new(), Some(policy)).map_err(|e| e.to_string())?;
-    Ok(Some(policy))
 }
 
 /// The demo's session layer.
@@ -97,6 +174,13 @@ fn layer(
         builder = builder.regeneration(policy);
     }
     builder.try_build()
+}
+
+/// What the handlers share: the regeneration policy, to show the page when
+/// the next replacement is due.
+#[derive(Clone)]
+struct Demo {
+    regeneration: Option<Regeneration>,
 }
 
 /// The demo app on `store`.
@@ -116,32 +200,79 @@ pub fn app(
         .route("/api/logout-others", post(logout_others))
         .route("/api/connections", get(connections))
         .route("/ws", get(ws))
-        .layer(layer(store, regeneration)?))
+        .layer(layer(store, regeneration)?)
+        .with_state(Demo { regeneration }))
 }
 
-fn age_secs(t: Option<Millis>) -> Option<u64> {
-    t.map(|t| SystemClock.now().saturating_sub(t) / 1000)
+/// Serves `app` on `listener`, with each request's peer address (shown in
+/// the session list).
+pub async fn serve(listener: tokio::net::TcpListener, app: Router) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .await
 }
 
-fn state_json(session: &Session) -> Result<Value, sessionkit::Error> {
+/// The static page: no session is touched, so it loads without the store.
+async fn page() -> Html<&'static str> {
+    Html(include_str!("demo.html"))
+}
+
+/// Everything the page shows about the current session. Times are
+/// milliseconds since the epoch; `now_ms` lets the page tick with the
+/// server's clock.
+fn state_json(
+    session: &Session,
+    regeneration: Option<&Regeneration>,
+) -> Result<Value, sessionkit::Error> {
     let user: Option<DemoUser> = session.user()?;
     let counter: u64 = session.get("counter")?.unwrap_or(0);
+    let now = SystemClock.now();
+    let ttg = session.ttg();
     Ok(json!({
         "user": user.map(|u| u.name),
+        "session": session.id(),
         "counter": counter,
-        "token_age_secs": age_secs(session.ttg()),
+        "now_ms": now,
+        "ttg_ms": ttg,
+        "token_age_secs": ttg.map(|t| now.saturating_sub(t) / 1000),
         "rotated_at_ms": session.rotated_at(),
+        "regeneration": regeneration.map(|p| json!({
+            "every_ms": p.interval().as_millis() as u64,
+            "grace_ms": p.grace_window().as_millis() as u64,
+            "resend_ms": p.resend_window().as_millis() as u64,
+        })),
     }))
 }
 
-async fn me(session: Session) -> Result<Json<Value>, sessionkit::Error> {
-    Ok(Json(state_json(&session)?))
+async fn me(State(demo): State<Demo>, session: Session) -> Result<Json<Value>, sessionkit::Error> {
+    Ok(Json(state_json(&session, demo.regeneration.as_ref())?))
 }
 
-async fn increment(session: Session) -> Result<Json<Value>, sessionkit::Error> {
+#[derive(Deserialize)]
+struct CounterQuery {
+    /// Whom the page believes is logged in.
+    expect_user: Option<String>,
+}
+
+/// `POST /api/counter[?expect_user=NAME]`. A page that shows a logged-in
+/// user says so: if the session no longer belongs to that user (revoked or
+/// logged out elsewhere), nothing is counted, rather than silently starting
+/// a fresh anonymous session behind the page's back.
+async fn increment(
+    session: Session,
+    Query(query): Query<CounterQuery>,
+) -> Result<Response, sessionkit::Error> {
+    if let Some(expected) = query.expect_user {
+        if session.user_id().as_deref() != Some(expected.as_str()) {
+            let body = json!({ "error": "session ended", "user": session.user_id() });
+            return Ok((StatusCode::CONFLICT, Json(body)).into_response());
+        }
+    }
     let counter: u64 = session.get("counter")?.unwrap_or(0) + 1;
     session.insert("counter", counter)?;
-    Ok(Json(json!({ "counter": counter })))
+    Ok(Json(json!({ "counter": counter })).into_response())
 }
 
 #[derive(Deserialize)]
@@ -149,94 +280,66 @@ struct LoginForm {
     user: String,
 }
 
-/// `POST /login` with a form (from the page: redirects back) or JSON.
-async fn login(session: Session, headers: HeaderMap, req: Request) -> Response {
-    let is_json = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
-    let form = if is_json {
-        Json::<LoginForm>::from_request(req, &())
-            .await
-            .map(|Json(f)| f)
-            .map_err(IntoResponse::into_response)
-    } else {
-        Form::<LoginForm>::from_request(req, &())
-            .await
-            .map(|Form(f)| f)
-            .map_err(IntoResponse::into_response)
+/// `POST /login` with JSON `{"user": NAME}`.
+async fn login(
+    session: Session,
+    Json(form): Json<LoginForm>,
+) -> Result<Response, sessionkit::Error> {
+    let name = match user_name(&form.user) {
+        Ok(name) => name,
+        Err(message) => return Ok((StatusCode::BAD_REQUEST, message).into_response()),
     };
-    let form = match form {
-        Ok(form) => form,
-        Err(rejection) => return rejection,
-    };
-    let name = form.user.trim();
-    if name.is_empty() || name.len() > 64 {
-        return (StatusCode::UNPROCESSABLE_ENTITY, "user: 1 to 64 characters").into_response();
-    }
-    let user = DemoUser { name: name.into() };
-    if let Err(err) = session.login(&user).await {
-        return err.into_response();
-    }
-    let agent = headers
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("unknown device");
-    if let Err(err) = session.set_label(agent.chars().take(80).collect::<String>()) {
-        return err.into_response();
-    }
-    if is_json {
-        Json(json!({ "user": user.name })).into_response()
-    } else {
-        Redirect::to("/").into_response()
-    }
+    let user = DemoUser { name };
+    // The layer records the device (user agent and peer address) with the
+    // login, for the sessions table.
+    session.login(&user).await?;
+    Ok(Json(json!({ "user": user.name })).into_response())
 }
 
-async fn logout(session: Session, headers: HeaderMap) -> Result<Response, sessionkit::Error> {
+async fn logout(session: Session) -> Result<Json<Value>, sessionkit::Error> {
     session.logout().await?;
-    Ok(back_or(&headers, Json(json!({ "user": null }))))
+    Ok(Json(json!({ "user": null })))
 }
 
-/// Form posts from the page go back to it; API clients get JSON.
-fn back_or(headers: &HeaderMap, json: Json<Value>) -> Response {
-    let from_page = headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.contains("text/html"));
-    if from_page {
-        Redirect::to("/").into_response()
-    } else {
-        json.into_response()
-    }
+fn log_in_first() -> Response {
+    (StatusCode::UNAUTHORIZED, "log in first").into_response()
+}
+
+/// One row of the sessions table. The page renders these fields as they
+/// come, so details the store may add later drop in here.
+fn session_json(s: &SessionInfo, current: Option<&SessionId>) -> Value {
+    let device = s.device.as_ref();
+    json!({
+        "id": s.id,
+        "current": Some(&s.id) == current,
+        "device": device.and_then(|d| d.name()).unwrap_or_else(|| "unknown device".into()),
+        "address": device
+            .and_then(|d| d.address)
+            .map_or_else(|| "unknown".into(), |a| a.to_string()),
+        "created_at_ms": s.created_at,
+        "last_seen_ms": s.last_seen,
+        "idle_deadline_ms": s.idle_deadline,
+        "absolute_deadline_ms": s.absolute_deadline,
+    })
 }
 
 async fn sessions(session: Session) -> Result<Response, sessionkit::Error> {
     if session.user_id().is_none() {
-        return Ok((StatusCode::UNAUTHORIZED, "log in first").into_response());
+        return Ok(log_in_first());
     }
     let me = session.id();
     let list: Vec<Value> = session
         .sessions()
         .await?
-        .into_iter()
-        .map(|s| {
-            json!({
-                "id": s.id,
-                "current": Some(&s.id) == me.as_ref(),
-                "label": s.label,
-                "created_at_ms": s.created_at,
-                "last_seen_ms": s.last_seen,
-                "idle_deadline_ms": s.idle_deadline,
-                "absolute_deadline_ms": s.absolute_deadline,
-            })
-        })
+        .iter()
+        .map(|s| session_json(s, me.as_ref()))
         .collect();
-    Ok(Json(Value::Array(list)).into_response())
+    Ok(Json(list).into_response())
 }
 
 async fn revoke(session: Session, Path(id): Path<String>) -> Result<Response, sessionkit::Error> {
     if session.user_id().is_none() {
-        return Ok((StatusCode::UNAUTHORIZED, "log in first").into_response());
+        return Ok(log_in_first());
     }
     // Only ids of this user's own sessions do anything; anything else is a
     // 404, whether it exists for another user or not at all.
@@ -250,39 +353,56 @@ async fn revoke(session: Session, Path(id): Path<String>) -> Result<Response, se
     })
 }
 
-async fn logout_everywhere(
-    session: Session,
-    headers: HeaderMap,
-) -> Result<Response, sessionkit::Error> {
+async fn logout_everywhere(session: Session) -> Result<Json<Value>, sessionkit::Error> {
     let revoked = session.logout_everywhere().await?;
-    Ok(back_or(&headers, Json(json!({ "revoked": revoked }))))
+    Ok(Json(json!({ "revoked": revoked })))
 }
 
-async fn logout_others(
-    session: Session,
-    headers: HeaderMap,
-) -> Result<Response, sessionkit::Error> {
+async fn logout_others(session: Session) -> Result<Json<Value>, sessionkit::Error> {
     let revoked = session.logout_others().await?;
-    Ok(back_or(&headers, Json(json!({ "revoked": revoked }))))
+    Ok(Json(json!({ "revoked": revoked })))
 }
 
 async fn connections(session: Session) -> Result<Response, sessionkit::Error> {
     let Some(user) = session.user_id() else {
-        return Ok((StatusCode::UNAUTHORIZED, "log in first").into_response());
+        return Ok(log_in_first());
     };
     let list = session.manager().connections(&user).await?;
     Ok(Json(json!(list)).into_response())
 }
 
-async fn ws(upgrade: WebSocketUpgrade, session: Session) -> Result<Response, sessionkit::Error> {
+async fn ws(
+    State(demo): State<Demo>,
+    upgrade: WebSocketUpgrade,
+    session: Session,
+) -> Result<Response, sessionkit::Error> {
     let live = session.connect().await?;
-    let hello = json!({ "type": "hello", "state": state_json(&session)? });
-    Ok(upgrade.on_upgrade(move |socket| serve_socket(socket, live, hello)))
+    let hello =
+        json!({ "type": "hello", "state": state_json(&session, demo.regeneration.as_ref())? });
+    Ok(upgrade.on_upgrade(move |socket| serve_socket(socket, live, hello, demo)))
 }
 
-/// Sends the hello, echoes the session state on every message, and closes
-/// with 1008 (policy violation) the moment the session ends anywhere.
-async fn serve_socket(mut socket: WebSocket, mut live: LiveSession, hello: Value) {
+/// How the close frame names why the session ended; the page shows it.
+fn ended_because(reason: &EndReason) -> &'static str {
+    match reason {
+        EndReason::Revoked => "revoked",
+        EndReason::LoggedOut => "logged out",
+        EndReason::Expired => "expired",
+        EndReason::Replaced => "replaced by a login",
+        EndReason::StaleToken => "ended: an old token was reused",
+        _ => "ended",
+    }
+}
+
+/// Sends the hello, answers every message with the session state, tells
+/// the page when the token was replaced, and closes with 1008 (policy
+/// violation) the moment the session ends anywhere.
+async fn serve_socket(mut socket: WebSocket, mut live: LiveSession, hello: Value, demo: Demo) {
+    let state = |session: Result<Session, sessionkit::Error>| {
+        session
+            .and_then(|s| state_json(&s, demo.regeneration.as_ref()))
+            .ok()
+    };
     if socket
         .send(Message::Text(hello.to_string().into()))
         .await
@@ -294,27 +414,31 @@ async fn serve_socket(mut socket: WebSocket, mut live: LiveSession, hello: Value
     loop {
         tokio::select! {
             reason = live.ended() => {
-                let reason = format!("session ended: {reason:?}");
-                let frame = CloseFrame { code: 1008, reason: reason.into() };
+                let frame = match reason {
+                    // The session lives on, but this connection lost track
+                    // of its token: the page reconnects with the one it holds.
+                    EndReason::TokenLost => CloseFrame { code: 1012, reason: "reconnect".into() },
+                    reason => CloseFrame {
+                        code: 1008,
+                        reason: format!("session {}", ended_because(&reason)).into(),
+                    },
+                };
                 let _ = socket.send(Message::Close(Some(frame))).await;
                 break;
             }
             Some(_) = live.token_changed() => {
-                // The page learns its session was rotated; the new token
-                // itself travels in the next HTTP response's cookie.
-                let note = json!({ "type": "rotated" });
+                // The new token itself travels in the cookie of the HTTP
+                // response that caused the rotation; the page learns when.
+                let note = json!({ "type": "rotated", "state": state(live.session().await) });
                 if socket.send(Message::Text(note.to_string().into())).await.is_err() {
                     break;
                 }
             }
             msg = socket.recv() => match msg {
                 Some(Ok(Message::Text(_) | Message::Binary(_))) => {
-                    let reply = match live.session().await {
-                        Ok(session) => match state_json(&session) {
-                            Ok(state) => json!({ "type": "state", "state": state }),
-                            Err(_) => json!({ "type": "error" }),
-                        },
-                        Err(_) => json!({ "type": "error" }),
+                    let reply = match state(live.session().await) {
+                        Some(state) => json!({ "type": "state", "state": state }),
+                        None => json!({ "type": "error" }),
                     };
                     if socket.send(Message::Text(reply.to_string().into())).await.is_err() {
                         break;
@@ -328,107 +452,82 @@ async fn serve_socket(mut socket: WebSocket, mut live: LiveSession, hello: Value
     live.close().await;
 }
 
-async fn page(session: Session) -> Result<Html<String>, sessionkit::Error> {
-    let state = state_json(&session)?;
-    let user = state["user"].as_str().map(html_escape);
-    let me = session.id();
-    let mut rows = String::new();
-    if user.is_some() {
-        for s in session.sessions().await? {
-            let current = Some(&s.id) == me.as_ref();
-            let label = html_escape(s.label.as_deref().unwrap_or("unknown device"));
-            let seen = s.last_seen / 1000;
-            let action = if current {
-                "<em>this device</em>".to_owned()
-            } else {
-                format!("<button onclick=\"revoke('{}')\">Revoke</button>", s.id)
-            };
-            rows.push_str(&format!(
-                "<tr><td><code>{}</code></td><td>{label}</td><td class=ts data-s={seen}></td><td>{action}</td></tr>",
-                &s.id.as_str()[..10]
-            ));
-        }
-    }
-    let who = match &user {
-        Some(name) => format!(
-            "Logged in as <strong>{name}</strong>. \
-             <form method=post action=/logout><button>Log out</button></form> \
-             <form method=post action=/api/logout-others><button>Log out other devices</button></form> \
-             <form method=post action=/api/logout-everywhere><button>Log out everywhere</button></form>"
-        ),
-        None => "Anonymous. <form method=post action=/login>\
-                 <input name=user placeholder=name required maxlength=64> <button>Log in</button></form>"
-            .to_owned(),
-    };
-    let rotated = match state["rotated_at_ms"].as_u64() {
-        Some(ms) => format!("<span class=ts data-s={}></span>", ms / 1000),
-        None => "never".to_owned(),
-    };
-    let token_age = state["token_age_secs"]
-        .as_u64()
-        .map_or("no session yet".to_owned(), |s| format!("{s} s"));
-    Ok(Html(format!(
-        include_str!("demo.html"),
-        who = who,
-        counter = state["counter"],
-        token_age = token_age,
-        rotated = rotated,
-        rows = if user.is_some() {
-            format!("<table><tr><th>id</th><th>device</th><th>last seen</th><th></th></tr>{rows}</table>")
-        } else {
-            "<p>Log in to see your sessions.</p>".to_owned()
-        },
-    )))
-}
-
-fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&#39;")
-}
-
 #[allow(dead_code)]
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| "info,sessionkit=debug".into()),
         )
         .init();
-    let port: u16 = std::env::var("PORT")
-        .ok()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(3000);
-    let regeneration = match regeneration_from_env() {
-        Ok(policy) => policy,
+    // A bad setting: exit code 2, as for a bad command-line argument.
+    let settings = match Settings::from_env() {
+        Ok(settings) => settings,
         Err(message) => {
             eprintln!("demo: {message}");
-            std::process::exit(2);
+            return ExitCode::from(2);
         }
     };
+    // Anything that keeps the demo from starting: exit code 1.
+    match run(settings).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("demo: {message}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Connects the store named by the environment and serves until stopped.
+async fn run(settings: Settings) -> Result<(), String> {
+    let regeneration = settings.regeneration;
     // Kept for the life of the server: dropping it stops the cleanup task.
     let mut _cleanup = None;
     let app = match (std::env::var("DATABASE_URL"), std::env::var("REDIS_URL")) {
         (Ok(url), _) => {
-            let (app, cleanup) = sql_app(&url, regeneration).await?;
+            let (app, cleanup) = sql_app(&url, regeneration)
+                .await
+                .map_err(|e| format!("DATABASE_URL: cannot connect to the session store: {e}"))?;
             _cleanup = Some(cleanup);
             app
         }
-        (_, Ok(url)) => redis_app(&url, regeneration).await?,
+        (_, Ok(url)) => redis_app(&url, regeneration)
+            .await
+            .map_err(|e| format!("REDIS_URL: cannot connect to the session store: {e}"))?,
         _ => {
             tracing::info!(
                 "in-memory store (set REDIS_URL or DATABASE_URL to share sessions between processes)"
             );
-            app(sessionkit::MemoryStore::new(), regeneration)?
+            app(sessionkit::MemoryStore::new(), regeneration).map_err(|e| e.to_string())?
         }
     };
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
-    tracing::info!("listening on http://{}", listener.local_addr()?);
-    axum::serve(listener, app).await?;
-    Ok(())
+    let app = app
+        .merge(metrics_route().map_err(|e| format!("cannot install the metrics recorder: {e}"))?);
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", settings.port))
+        .await
+        .map_err(|e| format!("cannot listen on 127.0.0.1:{}: {e}", settings.port))?;
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!("listening on http://{addr}");
+    }
+    serve(listener, app).await.map_err(|e| e.to_string())
+}
+
+/// `GET /metrics`: sessionkit's metrics in the Prometheus text format. The
+/// recorder is process-wide, so only the binary installs it (the tests that
+/// serve `app` in their own process do not).
+fn metrics_route() -> Result<Router, Box<dyn std::error::Error>> {
+    let handle = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?;
+    sessionkit::metrics::describe();
+    Ok(Router::new().route(
+        "/metrics",
+        get(move || {
+            std::future::ready((
+                [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                handle.render(),
+            ))
+        }),
+    ))
 }
 
 #[cfg(feature = "redis")]
@@ -436,7 +535,7 @@ async fn redis_app(
     url: &str,
     regeneration: Option<Regeneration>,
 ) -> Result<Router, Box<dyn std::error::Error>> {
-    tracing::info!("Redis store at {url}");
+    tracing::info!("Redis store");
     Ok(app(
         sessionkit::RedisStore::connect(url).await?,
         regeneration,
@@ -452,7 +551,7 @@ async fn sql_app(
 ) -> Result<(Router, sessionkit::store::CleanupHandle), Box<dyn std::error::Error>> {
     const CLEANUP_EVERY: Duration = Duration::from_secs(60);
     if url.starts_with("sqlite:") {
-        tracing::info!("SQLite store at {url}");
+        tracing::info!("SQLite store");
         let store = sessionkit::SqliteStore::connect(url).await?;
         store.migrate().await?;
         let cleanup = store.spawn_cleanup(CLEANUP_EVERY);
@@ -471,13 +570,10 @@ async fn sql_app(
     _: &str,
     _: Option<Regeneration>,
 ) -> Result<(Router, std::convert::Infallible), Box<dyn std::error::Error>> {
-    Err(
-        "DATABASE_URL is set but the demo was built without the `postgres` and `sqlite` features"
-            .into(),
-    )
+    Err("the demo was built without the `postgres` and `sqlite` features".into())
 }
 
 #[cfg(not(feature = "redis"))]
 async fn redis_app(_: &str, _: Option<Regeneration>) -> Result<Router, Box<dyn std::error::Error>> {
-    Err("REDIS_URL is set but the demo was built without the `redis` feature".into())
+    Err("the demo was built without the `redis` feature".into())
 }

@@ -5,7 +5,9 @@
 # REDIS_URL / REDIS_CLUSTER_URLS; the PostgreSQL tests start their own
 # private server (initdb + postgres, as the `postgres` user when run as
 # root) on a free loopback port, or use DATABASE_URL. So only the binaries
-# are needed. SQLite is compiled into the tests.
+# are needed. SQLite is compiled into the tests. The browser test
+# (tests/browser.rs) starts headless Chromium (`chromium`, or $CHROMIUM)
+# and leaves screenshots of the demo page in target/screenshots/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -36,6 +38,12 @@ has_postgres() {
 if [ -z "${DATABASE_URL:-}" ] && ! has_postgres; then
     echo "initdb or postgres not found: installing postgresql" >&2
     apt_install postgresql
+fi
+
+# The browser test drives the demo page in headless Chromium.
+if [ -z "${CHROMIUM:-}" ] && ! command -v chromium >/dev/null 2>&1; then
+    echo "chromium not found: installing it" >&2
+    apt_install chromium
 fi
 
 # The demo test starts the demo's binary as separate processes.

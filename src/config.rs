@@ -53,6 +53,8 @@ pub(crate) struct Config {
     pub node_id: String,
     pub heartbeat: Duration,
     pub clock: Arc<dyn Clock>,
+    /// Reverse proxies whose forwarding headers name the client.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 #[derive(Clone, Debug)]
@@ -107,6 +109,7 @@ impl Default for Config {
             node_id: default_node_id(),
             heartbeat: Duration::from_secs(10),
             clock: Arc::new(SystemClock),
+            trusted_proxies: Vec::new(),
         }
     }
 }

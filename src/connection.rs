@@ -408,6 +408,7 @@ impl LiveSession {
             self.token_tx.clone(),
             recheck,
         ));
+        crate::metrics::connections(1);
         tracing::debug!(session = %id, connection = %connection.id, "connection bound to its session");
         self.bound = Some(Bound {
             connection,
@@ -422,6 +423,7 @@ impl LiveSession {
         let Some(bound) = self.bound.take() else {
             return;
         };
+        crate::metrics::connections(-1);
         bound.heartbeat.abort();
         self.hub
             .remove(&bound.connection.session, &bound.connection.id);
@@ -435,6 +437,7 @@ impl LiveSession {
     pub async fn close(mut self) {
         self.closed = true;
         if let Some(bound) = self.bound.take() {
+            crate::metrics::connections(-1);
             bound.heartbeat.abort();
             self.hub
                 .remove(&bound.connection.session, &bound.connection.id);

@@ -38,6 +38,9 @@
 //!   the old token all get the same replacement instead of being logged out.
 //! - **User sessions.** [`SessionManager`] lists and revokes a user's
 //!   sessions ("log out everywhere"), limits them, and pushes user changes.
+//! - **Guards.** [`LoggedIn<U>`](guard) in a handler, or
+//!   [`RequireLoginLayer`] on a router, answer 401 (or redirect to a login
+//!   page) to requests without a logged-in user.
 //! - **Stores.** [`MemoryStore`] by default; `RedisStore` (feature `redis`,
 //!   Redis Cluster with `redis-cluster`) to share sessions between servers;
 //!   `PostgresStore` (feature `postgres`) and `SqliteStore` (`sqlite`).
@@ -49,6 +52,8 @@
 //! - `redis`, `redis-cluster`: `RedisStore`.
 //! - `postgres`: `PostgresStore`; `sqlite`: `SqliteStore`.
 //! - `conformance`: the store conformance suite, for store authors.
+//! - `metrics`: counters, a gauge and histograms through the `metrics`
+//!   facade; [`metrics`] lists their names and labels.
 
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
@@ -59,10 +64,13 @@ mod config;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 pub mod connection;
+pub mod device;
 mod error;
+pub mod guard;
 mod hub;
 pub mod layer;
 mod manager;
+pub mod metrics;
 mod regeneration;
 mod session;
 mod shared;
@@ -76,7 +84,11 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{ConfigError, StaleTokenPolicy, MAX_DURATION};
 pub use connection::LiveSession;
 pub use cookie::SameSite;
+pub use device::{describe_user_agent, Device};
 pub use error::Error;
+pub use guard::RequireLoginLayer;
+#[cfg(feature = "axum")]
+pub use guard::{LoggedIn, LoginRejection};
 pub use layer::{SessionLayer, SessionLayerBuilder};
 pub use manager::SessionManager;
 pub use regeneration::Regeneration;
@@ -85,7 +97,7 @@ pub use session::{CommitError, Session, TokenUpdate};
 pub use store::PostgresStore;
 #[cfg(feature = "sqlite")]
 pub use store::SqliteStore;
-pub use store::{MemoryStore, SessionStore};
+pub use store::{MemoryStore, MemoryStoreBuilder, SessionStore};
 #[cfg(feature = "redis")]
 pub use store::{RedisStore, RedisStoreBuilder};
 pub use token::SessionId;

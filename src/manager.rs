@@ -147,6 +147,7 @@ impl SessionManager {
                 }),
             )
             .await?;
+        crate::metrics::sessions_ended(crate::metrics::Ended::Revoke, revoked.len());
         if !revoked.is_empty() {
             tracing::info!(count = revoked.len(), "sessions revoked");
         }

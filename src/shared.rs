@@ -2,11 +2,13 @@
 
 use std::future::Future;
 use std::sync::{Arc, OnceLock};
+use std::time::Instant;
 
 use crate::clock::Millis;
 use crate::config::Config;
 use crate::error::Error;
 use crate::hub::Hub;
+use crate::metrics;
 use crate::store::{SessionStore, StoreError};
 
 /// The store and configuration behind one layer.
@@ -40,10 +42,12 @@ impl Shared {
         what: &'static str,
         fut: impl Future<Output = Result<T, StoreError>>,
     ) -> Result<T, Error> {
+        let started = Instant::now();
         let result = match tokio::time::timeout(self.config.store_timeout, fut).await {
             Ok(result) => result,
             Err(_) => Err(StoreError::timeout()),
         };
+        metrics::store_call(what, started, &result);
         result.map_err(|err| {
             tracing::error!(operation = what, error = %err, "session store call failed");
             Error::Store(err)

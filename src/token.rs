@@ -324,4 +324,46 @@ mod tests {
         assert_eq!(id.tag(), Tag::for_user("alice"));
         assert_eq!(SessionId::parse(id.as_str()), Some(id));
     }
+
+    mod properties {
+        //! Opening a sealed replacement never panics, gives a well-formed
+        //! token or none, and gives the replacement back only to its old token.
+        use super::*;
+        use proptest::prelude::*;
+
+        fn any_token() -> impl Strategy<Value = Token> {
+            "[A-Za-z0-9_-]{47}".prop_map(|s| Token::parse(&s).expect("47 URL-safe characters"))
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2_000))]
+
+            #[test]
+            fn arbitrary_sealed_text_opens_to_a_well_formed_token_or_none(
+                old in any_token(),
+                sealed in prop_oneof![any::<String>(), "[A-Za-z0-9_-]{0,100}"],
+            ) {
+                if let Some(token) = unseal(&old, &sealed) {
+                    prop_assert_eq!(Token::parse(token.as_str()), Some(token.clone()));
+                    prop_assert_eq!(token.tag(), old.tag());
+                }
+            }
+
+            #[test]
+            fn a_sealed_replacement_opens_only_with_its_old_token(
+                old in any_token(),
+                other in any_token(),
+                secret in any::<[u8; SECRET_BYTES]>(),
+            ) {
+                // Replacements are generated, never parsed: 32 bytes under
+                // the old token's tag.
+                let new = Token(format!("{}{}", old.tag().as_str(), B64.encode(secret)));
+                let sealed = seal(&old, &new);
+                prop_assert_eq!(unseal(&old, &sealed), Some(new.clone()));
+                if other != old {
+                    prop_assert_ne!(unseal(&other, &sealed), Some(new));
+                }
+            }
+        }
+    }
 }

@@ -260,4 +260,72 @@ mod tests {
             }
         }
     }
+
+    mod properties {
+        //! Whatever a client sends, reading the token never panics, and finds
+        //! a well-formed token or none.
+        use super::*;
+        use crate::config::{Config, Pending};
+        use proptest::prelude::*;
+
+        fn config() -> Config {
+            Config::default()
+                .finish(Pending::default())
+                .expect("the default configuration")
+        }
+
+        fn headers(cookies: &[Vec<u8>], session: &[Vec<u8>]) -> HeaderMap {
+            let mut headers = HeaderMap::new();
+            for value in cookies {
+                if let Ok(value) = HeaderValue::from_bytes(value) {
+                    headers.append(COOKIE, value);
+                }
+            }
+            for value in session {
+                if let Ok(value) = HeaderValue::from_bytes(value) {
+                    headers.append("x-session-id", value);
+                }
+            }
+            headers
+        }
+
+        /// Bytes biased towards what cookie parsing reacts to.
+        fn cookie_bytes() -> impl Strategy<Value = Vec<u8>> {
+            let pieces = prop_oneof![
+                Just(b"; ".to_vec()),
+                Just(b"=".to_vec()),
+                Just(b"\"".to_vec()),
+                Just(NAME.as_bytes().to_vec()),
+                Just(b"AAAA".to_vec()),
+                any::<Vec<u8>>(),
+                "[A-Za-z0-9_-]{0,50}".prop_map(String::into_bytes),
+            ];
+            proptest::collection::vec(pieces, 0..12).prop_map(|v| v.concat())
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2_000))]
+
+            #[test]
+            fn arbitrary_headers_give_a_well_formed_token_or_none(
+                cookies in proptest::collection::vec(cookie_bytes(), 0..4),
+                session in proptest::collection::vec(any::<Vec<u8>>(), 0..3),
+            ) {
+                if let Some((token, _)) = read(&headers(&cookies, &session), &config()) {
+                    prop_assert_eq!(Token::parse(token.as_str()), Some(token.clone()));
+                }
+            }
+
+            #[test]
+            fn the_session_cookie_is_found_whatever_its_siblings_hold(
+                before in "[a-z]{1,8}=[^;\u{0}-\u{1f}\u{7f}]{0,30}",
+                after in "[a-z]{1,8}=[^;\u{0}-\u{1f}\u{7f}]{0,30}",
+            ) {
+                let t = token();
+                let value = format!("{before}; {NAME}={}; {after}", t.as_str());
+                let found = read(&headers(&[value.into_bytes()], &[]), &config());
+                prop_assert_eq!(found, Some((t, Via::Cookie)));
+            }
+        }
+    }
 }

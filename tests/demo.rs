@@ -33,8 +33,19 @@ impl Drop for Demo {
     }
 }
 
-/// Starts the demo example's binary, as `cargo run --example demo` does,
-/// on a free port and on the Redis at `redis_url`.
+/// The demo example's binary, as `cargo run --example demo` runs it.
+fn demo_binary() -> std::path::PathBuf {
+    // Tests run from target/<profile>/deps; examples are built next to it.
+    let exe = std::env::current_exe().unwrap();
+    exe.parent()
+        .and_then(|deps| deps.parent())
+        .map(|profile| profile.join("examples").join("demo"))
+        .filter(|bin| bin.exists())
+        .expect(
+            "the demo binary: build it with `cargo build --all-features --example demo` (scripts/test.sh does)",
+        )
+}
+
 /// Runs the demo's binary with its store at `url` (`REDIS_URL` or
 /// `DATABASE_URL`, by the URL's scheme).
 async fn spawn_demo(url: &str) -> Demo {
@@ -43,16 +54,7 @@ async fn spawn_demo(url: &str) -> Demo {
     } else {
         "DATABASE_URL"
     };
-    // Tests run from target/<profile>/deps; examples are built next to it.
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .map(|profile| profile.join("examples").join("demo"))
-        .filter(|bin| bin.exists())
-        .expect(
-            "the demo binary: build it with `cargo build --all-features --example demo` (scripts/test.sh does)",
-        );
+    let bin = demo_binary();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -90,7 +92,7 @@ async fn start(store: impl SessionStore) -> Demo {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let task = tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
+        let _ = demo::serve(listener, app).await;
     });
     Demo {
         base: format!("http://{addr}"),
@@ -174,10 +176,13 @@ impl Browser {
 async fn counter_me_and_login_routes() {
     let d = start(MemoryStore::new()).await;
     let b = Browser::new(&d);
-    assert_eq!(
-        b.json("GET", "/api/me").await,
-        json!({"user": null, "counter": 0, "token_age_secs": null, "rotated_at_ms": null})
-    );
+    let me = b.json("GET", "/api/me").await;
+    assert_eq!(me["user"], Value::Null);
+    assert_eq!(me["session"], Value::Null, "no session before a write");
+    assert_eq!(me["counter"], 0);
+    assert_eq!(me["ttg_ms"], Value::Null);
+    assert_eq!(me["regeneration"], Value::Null);
+    assert!(me["now_ms"].as_u64().is_some());
     assert_eq!(b.json("POST", "/api/counter").await, json!({"counter": 1}));
     assert_eq!(b.json("POST", "/api/counter").await, json!({"counter": 2}));
     b.login("alice").await;
@@ -185,24 +190,233 @@ async fn counter_me_and_login_routes() {
     assert_eq!(me["user"], "alice");
     assert_eq!(me["counter"], 2, "the anonymous counter survives login");
     assert_eq!(me["token_age_secs"], 0);
-
-    // The form login redirects back to the page, which names the user
-    // (escaped).
-    let res = b
-        .client
-        .post(format!("{}/login", d.base))
-        .form(&[("user", "<b>eve</b>")])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status().as_u16(), 303);
-    let (status, page) = b.call("GET", "/", None).await;
-    assert_eq!(status, 200);
-    assert!(page.contains("&lt;b&gt;eve&lt;/b&gt;"));
-    assert!(!page.contains("<b>eve</b>"));
+    assert!(me["session"].as_str().is_some());
 
     b.call("POST", "/logout", None).await;
     assert_eq!(b.json("GET", "/api/me").await["user"], Value::Null);
+}
+
+#[tokio::test]
+async fn the_page_is_served_without_touching_the_store() {
+    let d = start(support::Broken::Down).await;
+    let (status, page) = Browser::new(&d).call("GET", "/", None).await;
+    assert_eq!(status, 200);
+    assert!(page.contains("sessionkit demo"));
+    // The API says the store is down, which the page shows as a banner.
+    let (status, body) = Browser::new(&d).call("POST", "/api/counter", None).await;
+    assert_eq!(status, 503);
+    assert_eq!(body, "session store unavailable");
+}
+
+#[tokio::test]
+async fn a_user_name_is_trimmed_counted_in_characters_and_free_of_control_characters() {
+    let d = start(MemoryStore::new()).await;
+    let b = Browser::new(&d);
+    // 32 characters of 2 bytes each: fine.
+    let (status, body) = b
+        .call(
+            "POST",
+            "/login",
+            Some(json!({ "user": "  é".to_owned() + &"é".repeat(31) + " " })),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["user"],
+        "é".repeat(32)
+    );
+    for (name, message) in [
+        ("   ", "Type a user name."),
+        (&*"x".repeat(33), "A user name has at most 32 characters."),
+        (
+            "eve\u{7}",
+            "A user name may not contain control characters.",
+        ),
+        ("a\nb", "A user name may not contain control characters."),
+    ] {
+        let (status, body) = Browser::new(&d)
+            .call("POST", "/login", Some(json!({ "user": name })))
+            .await;
+        assert_eq!((status, body.as_str()), (400, message), "{name:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_count_for_a_user_whose_session_ended_is_refused_without_starting_a_session() {
+    let d = start(MemoryStore::new()).await;
+    let phone = Browser::new(&d);
+    let laptop = Browser::new(&d);
+    phone.login("alice").await;
+    laptop.login("alice").await;
+    let (status, body) = phone
+        .call("POST", "/api/counter?expect_user=alice", None)
+        .await;
+    assert_eq!((status, body.as_str()), (200, r#"{"counter":1}"#));
+    assert_eq!(
+        laptop.json("POST", "/api/logout-others").await["revoked"],
+        1
+    );
+
+    let res = phone
+        .client
+        .post(format!("{}/api/counter?expect_user=alice", d.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 409);
+    assert!(res.headers().get("set-cookie").is_none(), "no new session");
+    assert_eq!(
+        res.json::<Value>().await.unwrap(),
+        json!({ "error": "session ended", "user": null })
+    );
+    // Without the expectation it counts, for a new anonymous session.
+    assert_eq!(
+        phone.json("POST", "/api/counter").await,
+        json!({"counter": 1})
+    );
+}
+
+#[tokio::test]
+async fn the_session_list_names_devices_and_addresses() {
+    let d = start(MemoryStore::new()).await;
+    let b = Browser::new(&d);
+    const CHROME: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36";
+    let res = b
+        .client
+        .post(format!("{}/login", d.base))
+        .header("user-agent", CHROME)
+        .json(&json!({ "user": "alice" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    let list = b.json("GET", "/api/sessions").await;
+    assert_eq!(list[0]["device"], "Chrome 131 on Linux");
+    assert_eq!(list[0]["address"], "127.0.0.1");
+    assert_eq!(list[0]["current"], true);
+    assert!(list[0]["created_at_ms"].as_u64().is_some());
+    assert!(list[0]["last_seen_ms"].as_u64().is_some());
+}
+
+fn settings(vars: &[(&str, &str)]) -> Result<demo::Settings, String> {
+    demo::Settings::from_lookup(|name| {
+        vars.iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| (*v).to_owned())
+    })
+}
+
+#[test]
+fn settings_default_to_port_3000_and_no_regeneration() {
+    let s = settings(&[]).unwrap();
+    assert_eq!((s.port, s.regeneration), (3000, None));
+    let s = settings(&[
+        ("PORT", "3001"),
+        ("SESSION_SFR_SECS", "30"),
+        ("SESSION_OJS_SECS", "10"),
+        ("SESSION_CIJS_SECS", "5"),
+    ])
+    .unwrap();
+    let policy = s.regeneration.unwrap();
+    assert_eq!(s.port, 3001);
+    assert_eq!(
+        (
+            policy.interval(),
+            policy.grace_window(),
+            policy.resend_window()
+        ),
+        (
+            Duration::from_secs(30),
+            Duration::from_secs(10),
+            Duration::from_secs(5)
+        )
+    );
+}
+
+#[test]
+fn a_bad_setting_is_an_error_naming_the_variable_and_the_rule() {
+    for (vars, expected) in [
+        (&[("SESSION_SFR_SECS", "3s")][..], "SESSION_SFR_SECS=\"3s\": expected a whole number of seconds"),
+        (&[("SESSION_SFR_SECS", "0")], "SESSION_SFR_SECS=\"0\": expected a whole number of seconds, at least 1"),
+        (&[("SESSION_SFR_SECS", "-5")], "SESSION_SFR_SECS=\"-5\""),
+        (&[("SESSION_SFR_SECS", "30"), ("SESSION_OJS_SECS", "30")], "SESSION_OJS_SECS=30 must be shorter than SESSION_SFR_SECS=30"),
+        (&[("SESSION_SFR_SECS", "30"), ("SESSION_OJS_SECS", "10"), ("SESSION_CIJS_SECS", "6")], "SESSION_CIJS_SECS=6 must be at most half of the grace window (SESSION_OJS_SECS, 10 s here)"),
+        (&[("SESSION_OJS_SECS", "10")], "SESSION_OJS_SECS is set but SESSION_SFR_SECS is not"),
+        (&[("SESSION_CIJS_SECS", "5")], "SESSION_CIJS_SECS is set but SESSION_SFR_SECS is not"),
+        (&[("PORT", "http")], "PORT=\"http\": expected a port number"),
+        (&[("SESSION_SFR_SECS", "99999999999999")], "100 years"),
+    ] {
+        let err = settings(vars).unwrap_err();
+        assert!(err.starts_with(expected) || err.contains(expected), "{vars:?}: {err}");
+    }
+}
+
+/// Runs the demo's binary with `vars` and waits (at most 10 s) for it to
+/// exit: its exit code and stderr.
+fn run_demo_expecting_exit(vars: &[(&str, &str)]) -> (Option<i32>, String) {
+    let mut cmd = std::process::Command::new(demo_binary());
+    cmd.env_remove("REDIS_URL")
+        .env_remove("DATABASE_URL")
+        .env_remove("SESSION_SFR_SECS")
+        .env_remove("SESSION_OJS_SECS")
+        .env_remove("SESSION_CIJS_SECS")
+        .env("PORT", "0")
+        .env("RUST_LOG", "off")
+        .envs(vars.iter().copied())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the demo did not exit with {vars:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    (status.code(), stderr)
+}
+
+#[test]
+fn the_demo_exits_with_code_2_and_one_line_on_a_bad_setting() {
+    for vars in [
+        &[("SESSION_SFR_SECS", "3s")][..],
+        &[("SESSION_SFR_SECS", "10"), ("SESSION_OJS_SECS", "20")],
+    ] {
+        let (code, stderr) = run_demo_expecting_exit(vars);
+        assert_eq!(code, Some(2), "{vars:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.starts_with("demo: SESSION_"), "{stderr}");
+        assert!(
+            !stderr.contains("panicked") && !stderr.contains("{ "),
+            "{stderr}"
+        );
+    }
+}
+
+#[test]
+fn the_demo_exits_with_code_1_and_one_line_when_the_store_is_unreachable() {
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("redis://127.0.0.1:{port}");
+    let (code, stderr) = run_demo_expecting_exit(&[("REDIS_URL", &url)]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with("demo: REDIS_URL: cannot connect to the session store: session store"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("StoreError"), "no Debug output: {stderr}");
 }
 
 #[tokio::test]
@@ -366,16 +580,17 @@ async fn revoke_other_and_expect_close(revoker: &Browser, socket: &mut Socket) {
         .call("DELETE", &format!("/api/sessions/{other}"), None)
         .await;
     assert_eq!(status, 204);
-    let code = loop {
+    let frame = loop {
         match tokio::time::timeout(Duration::from_secs(1), socket.next()).await {
             Ok(Some(Ok(tungstenite::Message::Close(frame)))) => {
-                break frame.map(|f| u16::from(f.code))
+                break frame.map(|f| (u16::from(f.code), f.reason.to_string()))
             }
             Ok(Some(Ok(_))) => continue,
             other => panic!("not closed within a second: {other:?}"),
         }
     };
-    assert_eq!(code, Some(1008));
+    // The page shows the reason as it comes.
+    assert_eq!(frame, Some((1008, "session revoked".to_owned())));
     assert!(started.elapsed() < Duration::from_secs(1));
 }
 
@@ -424,4 +639,31 @@ async fn two_processes_share_sessions(url: &str) {
     );
     revoke_other_and_expect_close(&laptop, &mut socket).await;
     assert_eq!(phone.json("GET", "/api/me").await["user"], Value::Null);
+}
+
+#[tokio::test]
+async fn the_demo_binary_serves_sessionkit_metrics_in_prometheus_format() {
+    let demo = spawn_demo(&support::stores::sqlite_url()).await;
+    let browser = Browser::new(&demo);
+    browser.login("mia").await;
+    assert_eq!(browser.json("POST", "/api/counter").await["counter"], 1);
+
+    let res = reqwest::get(format!("{}/metrics", demo.base))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let content_type = res.headers()["content-type"].to_str().unwrap().to_owned();
+    assert!(content_type.starts_with("text/plain"), "{content_type}");
+    let text = res.text().await.unwrap();
+    let line = |prefix: &str| {
+        text.lines()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no line starting with {prefix:?} in:\n{text}"))
+            .to_owned()
+    };
+    assert!(line("sessionkit_logins_total ").ends_with(" 1"));
+    line("sessionkit_sessions_created_total ");
+    line("sessionkit_store_call_duration_seconds_count{operation=\"login\"}");
+    line("sessionkit_store_call_duration_seconds_count{operation=\"load\"}");
+    line("# HELP sessionkit_logins_total");
 }

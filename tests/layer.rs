@@ -20,27 +20,6 @@ use sessionkit::{
 use support::*;
 use tokio::sync::Barrier;
 
-async fn counter(session: Session) -> Result<String, sessionkit::Error> {
-    let n: u64 = session.get("counter")?.unwrap_or(0);
-    session.insert("counter", n + 1)?;
-    Ok((n + 1).to_string())
-}
-
-async fn read(session: Session) -> Result<String, sessionkit::Error> {
-    let n: u64 = session.get("counter")?.unwrap_or(0);
-    Ok(n.to_string())
-}
-
-async fn login(session: Session) -> Result<&'static str, sessionkit::Error> {
-    session.login(&user(7, "ada")).await?;
-    Ok("in")
-}
-
-async fn logout(session: Session) -> Result<&'static str, sessionkit::Error> {
-    session.logout().await?;
-    Ok("out")
-}
-
 async fn whoami(session: Session) -> Result<String, sessionkit::Error> {
     let user: Option<User> = session.user()?;
     Ok(format!(
@@ -51,20 +30,9 @@ async fn whoami(session: Session) -> Result<String, sessionkit::Error> {
 }
 
 fn routes() -> Router {
-    Router::new()
-        .route("/count", routing::post(counter))
-        .route("/read", routing::get(read))
-        .route("/login", routing::post(login))
-        .route("/logout", routing::post(logout))
+    routes::basic(user(7, "ada"))
         .route("/whoami", routing::get(whoami))
         .route("/plain", routing::get(|| async { "plain" }))
-        .route(
-            "/regenerate",
-            routing::post(|s: Session| async move {
-                s.regenerate().await?;
-                Ok::<_, sessionkit::Error>("regenerated")
-            }),
-        )
         .route(
             "/destroy",
             routing::post(|s: Session| async move {
@@ -264,12 +232,12 @@ async fn one_load_per_request_however_often_the_session_is_read() {
         .route(
             "/twice",
             routing::get(|a: Session, b: Session| async move {
-                let x: Option<u64> = a.get("counter").unwrap();
-                let y: Option<u64> = b.get("counter").unwrap();
+                let x: Option<u64> = a.get("n").unwrap();
+                let y: Option<u64> = b.get("n").unwrap();
                 format!("{x:?}{y:?}")
             }),
         )
-        .route("/count", routing::post(counter))
+        .merge(routes::counter())
         .layer(SessionLayer::builder(store.clone()).clock(clock).build());
     let token = send(&app, post("/count", None)).await.cookie().unwrap();
     let (loads, _) = store.calls();
@@ -426,8 +394,7 @@ async fn per_session_idle_timeout_is_persisted() {
 async fn concurrent_writes_to_different_keys_both_survive() {
     let store = MemoryStore::new();
     let barrier = Arc::new(Barrier::new(2));
-    let app = Router::new()
-        .route("/count", routing::post(counter))
+    let app = routes::counter()
         .route(
             "/set/{key}",
             routing::post(
@@ -464,7 +431,7 @@ async fn concurrent_writes_to_different_keys_both_survive() {
         assert!(all.contains(&format!("a{round},")), "{all}");
         assert!(all.contains(&format!("b{round}")), "{all}");
     }
-    assert!(all.contains("counter"));
+    assert!(all.contains(",n"), "{all}");
 }
 
 /// A request that loaded the session before it was logged out elsewhere
@@ -476,11 +443,7 @@ async fn a_write_never_resurrects_a_logged_out_session() {
     for ender in ["/logout", "/login"] {
         let store = MemoryStore::new();
         let gate = Arc::new((Barrier::new(2), Barrier::new(2)));
-        let app = Router::new()
-            .route("/count", routing::post(counter))
-            .route("/logout", routing::post(logout))
-            .route("/login", routing::post(login))
-            .route("/read", routing::get(read))
+        let app = routes::basic(user(7, "ada"))
             .route(
                 "/slow-write",
                 routing::post(
@@ -773,4 +736,106 @@ async fn a_plain_tower_service_loads_and_saves_without_axum() {
         .await
         .unwrap();
     assert_eq!(res.body(), "2", "saved after the first response");
+}
+
+/// A login through the layer from `peer`, with these extra headers: the
+/// device its session is listed with.
+async fn device_of_login(
+    configure: impl FnOnce(SessionLayerBuilder) -> SessionLayerBuilder,
+    peer: &str,
+    headers: &[(&'static str, &str)],
+) -> Option<sessionkit::Device> {
+    let h = harness_with(configure);
+    let mut req = post("/login", None);
+    req.headers_mut().insert(
+        "user-agent",
+        "Mozilla/5.0 (X11; Linux x86_64) Chrome/120.0.0.0 Safari/537.36"
+            .parse()
+            .unwrap(),
+    );
+    for (name, value) in headers {
+        req.headers_mut()
+            .append(*name, http::HeaderValue::from_str(value).unwrap());
+    }
+    let peer: std::net::SocketAddr = peer.parse().unwrap();
+    req.extensions_mut()
+        .insert(axum::extract::ConnectInfo(peer));
+    assert_eq!(send(&h.app, req).await.status, StatusCode::OK);
+    let listing = h
+        .store
+        .list_sessions(&ListSessions {
+            user_id: "7".to_owned(),
+            now: clock_now(&h.clock),
+        })
+        .await
+        .unwrap();
+    assert_eq!(listing.len(), 1);
+    listing.into_iter().next().unwrap().device
+}
+
+#[tokio::test]
+async fn a_login_records_the_user_agent_and_the_peer_address() {
+    let device = device_of_login(|b| b, "127.0.0.1:50000", &[])
+        .await
+        .unwrap();
+    assert_eq!(device.address, Some("127.0.0.1".parse().unwrap()));
+    assert_eq!(device.name().as_deref(), Some("Chrome 120 on Linux"));
+    assert!(device.user_agent.unwrap().starts_with("Mozilla/5.0 (X11"));
+}
+
+#[tokio::test]
+async fn a_forwarded_header_is_ignored_without_a_trusted_proxy() {
+    let xff = [("x-forwarded-for", "203.0.113.9")];
+    let device = device_of_login(|b| b, "10.0.0.2:443", &xff).await.unwrap();
+    assert_eq!(device.address, Some("10.0.0.2".parse().unwrap()));
+    // Trusting some other proxy does not make this peer's header count.
+    let other = |b: SessionLayerBuilder| b.trusted_proxies(["10.0.0.3".parse().unwrap()]);
+    let device = device_of_login(other, "10.0.0.2:443", &xff).await.unwrap();
+    assert_eq!(device.address, Some("10.0.0.2".parse().unwrap()));
+}
+
+#[tokio::test]
+async fn a_forwarded_header_from_a_trusted_proxy_names_the_client() {
+    let proxy = |b: SessionLayerBuilder| b.trusted_proxies(["10.0.0.2".parse().unwrap()]);
+    // The client wrote the first hop itself; the proxy appended the second.
+    let xff = [("x-forwarded-for", "6.6.6.6, 203.0.113.9")];
+    let device = device_of_login(proxy, "10.0.0.2:443", &xff).await.unwrap();
+    assert_eq!(device.address, Some("203.0.113.9".parse().unwrap()));
+    let forwarded = [("forwarded", "for=\"[2001:db8::7]:1234\"")];
+    let device = device_of_login(proxy, "10.0.0.2:443", &forwarded)
+        .await
+        .unwrap();
+    assert_eq!(device.address, Some("2001:db8::7".parse().unwrap()));
+}
+
+#[tokio::test]
+async fn a_flood_of_cookieless_writes_stays_within_the_memory_bound_and_spares_logged_in_users() {
+    const BOUND: usize = 64;
+    let clock = ManualClock::new();
+    let store = MemoryStore::builder()
+        .clock(clock.clone())
+        .max_sessions(BOUND)
+        .build();
+    let app = routes().layer(
+        SessionLayer::builder(store.clone())
+            .clock(clock.clone())
+            .build(),
+    );
+    let user = send(&app, post("/login", None))
+        .await
+        .cookie()
+        .expect("logged in");
+    for i in 0..2_000 {
+        clock.advance(Duration::from_millis(10));
+        let res = send(&app, post("/count", None)).await;
+        // Each one gets a session: the flood evicts its own earlier ones.
+        assert_eq!(res.status, StatusCode::OK, "request {i}");
+        assert!(
+            store.len() <= BOUND,
+            "{} sessions after {i} requests",
+            store.len()
+        );
+    }
+    let me = send(&app, get("/whoami", Some(&user))).await;
+    assert_eq!(me.body, "ada|7", "the logged-in session survived the flood");
 }

@@ -38,7 +38,7 @@ async fn harness(
     let clock = ManualClock::new();
     let store = TestStore::new(backend, &clock).await;
     let layer = configure(SessionLayer::builder(store.store.clone()).clock(clock.clone())).build();
-    let app = support::connections::counter()
+    let app = support::routes::counter()
         .route(
             "/idle/{secs}",
             routing::post(

@@ -9,10 +9,8 @@ mod support;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::routing;
-use axum::Router;
 use sessionkit::Regeneration;
-use sessionkit::{ManualClock, MemoryStore, Session, SessionLayer};
+use sessionkit::{ManualClock, MemoryStore, SessionLayer};
 use support::*;
 
 #[derive(Clone, Default)]
@@ -42,38 +40,14 @@ async fn tokens_never_appear_in_logs_and_stale_tokens_are_warned_about() {
     .unwrap();
 
     let clock = ManualClock::new();
-    let app = Router::new()
-        .route(
-            "/count",
-            routing::post(|s: Session| async move {
-                let n: u64 = s.get("n")?.unwrap_or(0);
-                s.insert("n", n + 1)?;
-                Ok::<_, sessionkit::Error>("ok")
-            }),
-        )
-        .route("/read", routing::get(|_: Session| async { "ok" }))
-        .route(
-            "/login",
-            routing::post(|s: Session| async move {
-                s.login(&user(1, "ada")).await?;
-                Ok::<_, sessionkit::Error>("in")
-            }),
-        )
-        .route(
-            "/logout",
-            routing::post(|s: Session| async move {
-                s.logout().await?;
-                Ok::<_, sessionkit::Error>("out")
-            }),
-        )
-        .layer(
-            SessionLayer::builder(MemoryStore::with_clock(clock.clone()))
-                .clock(clock.clone())
-                .regeneration(
-                    Regeneration::every(Duration::from_secs(60)).grace(Duration::from_secs(10)),
-                )
-                .build(),
-        );
+    let app = routes::basic(user(1, "ada")).layer(
+        SessionLayer::builder(MemoryStore::with_clock(clock.clone()))
+            .clock(clock.clone())
+            .regeneration(
+                Regeneration::every(Duration::from_secs(60)).grace(Duration::from_secs(10)),
+            )
+            .build(),
+    );
 
     let mut seen = Vec::new();
     let t1 = send(&app, post("/count", None)).await.cookie().unwrap();

@@ -547,6 +547,7 @@ async fn a_copy_of_the_store_and_an_old_token_never_yield_a_live_token() {
     let id = SessionId::generate(&tag);
     store
         .create(&NewSession {
+            device: None,
             id: id.clone(),
             token: old.digest(),
             now,

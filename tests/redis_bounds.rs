@@ -33,6 +33,7 @@ fn login(user: &str, now: u64) -> Login {
         from: None,
         delta: Delta::default(),
         session: NewSession {
+            device: None,
             id: SessionId::generate(&tag),
             token: token.digest(),
             now,

@@ -54,15 +54,7 @@ async fn harness(backend: Backend, policy: StaleTokenPolicy) -> Harness {
         .regeneration(Regeneration::every(SFR).grace(OJS).resend_for(CIJS))
         .on_stale_token(policy)
         .build();
-    let app = Router::new()
-        .route(
-            "/count",
-            routing::post(|s: Session| async move {
-                let n: u64 = s.get("n")?.unwrap_or(0);
-                s.insert("n", n + 1)?;
-                Ok::<_, sessionkit::Error>((n + 1).to_string())
-            }),
-        )
+    let app = routes::basic(user(1, "ada"))
         .route(
             "/set/{key}",
             routing::post(
@@ -88,20 +80,6 @@ async fn harness(backend: Backend, policy: StaleTokenPolicy) -> Harness {
                 })
                 .to_string();
                 Ok::<_, sessionkit::Error>(state)
-            }),
-        )
-        .route(
-            "/login",
-            routing::post(|s: Session| async move {
-                s.login(&user(1, "ada")).await?;
-                Ok::<_, sessionkit::Error>("in")
-            }),
-        )
-        .route(
-            "/regenerate",
-            routing::post(|s: Session| async move {
-                s.regenerate().await?;
-                Ok::<_, sessionkit::Error>("regenerated")
             }),
         )
         .layer(layer);

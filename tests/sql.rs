@@ -32,6 +32,7 @@ fn new_session(now: Millis, user: Option<&str>) -> (NewSession, Token) {
     let tag = user.map_or_else(Tag::random, Tag::for_user);
     let token = Token::generate(&tag);
     let new = NewSession {
+        device: None,
         id: SessionId::generate(&tag),
         token: token.digest(),
         now,

@@ -24,6 +24,7 @@ pub async fn create_and_load<S: SessionStore + Clone>(store: S) {
     let t0 = start();
     let token = Token::generate(&Tag::random());
     let new = NewSession {
+        device: None,
         id: SessionId::generate(&token.tag()),
         token: token.digest(),
         now: t0,
@@ -166,6 +167,7 @@ pub async fn absolute_deadline_expires<S: SessionStore + Clone>(store: S) {
     ok(
         store
             .create(&NewSession {
+                device: None,
                 absolute_deadline: Some(absolute),
                 ..new
             })

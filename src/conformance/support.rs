@@ -81,6 +81,7 @@ pub(super) fn bound(user: &str, version: u32) -> BoundUser {
 pub(super) fn anonymous(now: Millis, items: &[(&str, &str)]) -> (NewSession, Token) {
     let token = Token::generate(&Tag::random());
     let new = NewSession {
+        device: None,
         id: SessionId::generate(&token.tag()),
         token: token.digest(),
         now,
@@ -110,6 +111,7 @@ pub(super) fn login_request(user: &str, now: Millis) -> (Login, Token) {
     let tag = Tag::for_user(user);
     let token = Token::generate(&tag);
     let session = NewSession {
+        device: None,
         id: SessionId::generate(&tag),
         token: token.digest(),
         now,

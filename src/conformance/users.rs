@@ -1,6 +1,9 @@
 //! A user's sessions: listing, revoking, and keeping the user index in step.
 
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
 use super::support::*;
+use crate::device::{Device, MAX_USER_AGENT};
 
 #[doc(hidden)]
 #[macro_export]
@@ -15,6 +18,7 @@ macro_rules! __sessionkit_conformance_users {
             concurrent_logins_and_revokes_stay_consistent,
             sync_user_updates_live_sessions,
             empty_label_and_user_id_are_kept,
+            devices_are_listed,
         }
     };
 }
@@ -42,6 +46,7 @@ pub async fn list_sessions_reports_metadata<S: SessionStore + Clone>(store: S) {
             idle_deadline: now + login.session.idle_timeout,
             absolute_deadline: login.session.absolute_deadline,
             label: login.session.label.clone(),
+            device: login.session.device.clone(),
         });
         tokens.push(token.clone());
         submit(&store, login, token).await;
@@ -491,5 +496,51 @@ pub async fn empty_label_and_user_id_are_kept<S: SessionStore + Clone>(store: S)
         record.user.map(|u| u.id),
         Some(String::new()),
         "the user \"\" is bound"
+    );
+}
+
+/// The device a session was started from is listed with it exactly as the
+/// login gave it (a user agent of the longest kept length and an IPv6
+/// address included), not the device of the anonymous session the login
+/// replaced; a session without one lists none.
+pub async fn devices_are_listed<S: SessionStore + Clone>(store: S) {
+    let t0 = start();
+    let user = unique_user("devon");
+    let phone = Device::new(
+        Some("Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) Safari/604.1"),
+        Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7))),
+    );
+    let (mut login, token) = login_request(&user, t0);
+    login.session.device = Some(phone.clone());
+    let first = submit(&store, login, token).await;
+
+    let (mut anonymous, _) = anonymous(t0, &[("cart", "[1]")]);
+    anonymous.device = Some(Device::new(Some("curl/8.5.0"), None));
+    ok(store.create(&anonymous).await, "create");
+    let laptop = Device::new(
+        Some(&"\u{e9}".repeat(MAX_USER_AGENT)),
+        Some(IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1))),
+    );
+    let (mut login, token) = login_request(&user, t0 + SECOND);
+    login.from = Some(anonymous.id.clone());
+    login.session.device = Some(laptop.clone());
+    let second = submit(&store, login, token).await;
+
+    let (login, token) = login_request(&user, t0 + 2 * SECOND);
+    let third = submit(&store, login, token).await;
+
+    let devices: Vec<(SessionId, Option<Device>)> = list(&store, &user, t0 + 2 * SECOND)
+        .await
+        .into_iter()
+        .map(|info| (info.id, info.device))
+        .collect();
+    assert_eq!(
+        devices,
+        vec![
+            (first.id, Some(phone)),
+            (second.id, Some(laptop)),
+            (third.id, None)
+        ],
+        "list_sessions must return each session's device as its creation or login gave it"
     );
 }

@@ -251,6 +251,18 @@ impl SessionLayerBuilder {
         self
     }
 
+    /// The reverse proxies in front of the application, by address. A
+    /// request whose peer is one of them is listed with the rightmost hop of
+    /// its `Forwarded` (else `X-Forwarded-For`) header that is not one of
+    /// them; without this setting (the default) forwarding headers are
+    /// ignored and the peer address is the client's, so that a client cannot
+    /// choose the address its session is listed with. See
+    /// [`Device`](crate::Device).
+    pub fn trusted_proxies(mut self, proxies: impl IntoIterator<Item = std::net::IpAddr>) -> Self {
+        self.config.trusted_proxies = proxies.into_iter().collect();
+        self
+    }
+
     /// The clock deadlines are decided with (default: the system clock).
     /// Tests pass a [`ManualClock`](crate::ManualClock).
     pub fn clock(mut self, clock: impl Clock) -> Self {

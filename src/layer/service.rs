@@ -9,7 +9,7 @@ use tower_service::Service;
 use super::future::ResponseFuture;
 use crate::session::Session;
 use crate::shared::Shared;
-use crate::transport;
+use crate::{device, transport};
 
 /// Middleware that gives every request a lazy [`Session`].
 #[derive(Clone)]
@@ -35,6 +35,10 @@ where
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let presented = transport::read(req.headers(), &self.shared.config);
         let session = Session::new(self.shared.clone(), presented);
+        session.set_origin(device::Origin::of(
+            &req,
+            &self.shared.config.trusted_proxies,
+        ));
         req.extensions_mut().insert(session.clone());
         ResponseFuture::new(self.inner.call(req), session)
     }

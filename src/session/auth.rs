@@ -59,6 +59,7 @@ impl Session {
             absolute_deadline: self.absolute_deadline(now),
             user: Some(bound),
             label: delta.label.clone().or(label),
+            device: self.device(),
             data: Vec::new(),
         };
         let login = Login {
@@ -80,6 +81,7 @@ impl Session {
                 "oldest sessions revoked: per-user limit"
             );
         }
+        crate::metrics::login(login.from.is_some(), outcome.evicted.len());
         let new = login.session;
         let mut st = self.state();
         // Changes a clone made while the login was in flight apply to the
@@ -88,6 +90,7 @@ impl Session {
         let mut data = outcome.data.clone();
         later.delta().apply_to(&mut data);
         *st = State {
+            origin: st.origin.take(),
             data,
             record: Some(SessionRecord {
                 id: new.id,
@@ -122,7 +125,7 @@ impl Session {
         if let Some(id) = self.id() {
             self.detach_connection(&id);
             let shared = self.shared();
-            shared
+            let ended = shared
                 .call(
                     "destroy",
                     shared.store.destroy(&Destroy {
@@ -132,6 +135,7 @@ impl Session {
                     }),
                 )
                 .await?;
+            crate::metrics::sessions_ended(crate::metrics::Ended::Logout, usize::from(ended));
         }
         self.forget(true);
         Ok(())
@@ -146,6 +150,7 @@ impl Session {
         let mut st = self.state();
         *st = State {
             ended: here,
+            origin: st.origin.take(),
             ..State::default()
         };
     }

@@ -205,6 +205,7 @@ impl Session {
             absolute_deadline: self.absolute_deadline(now),
             user: None,
             label: delta.label,
+            device: self.device(),
             data: delta.set,
         };
         if let Err(err) = shared.call("create", shared.store.create(&new)).await {
@@ -212,6 +213,7 @@ impl Session {
             return Err(err);
         }
         tracing::debug!(session = %new.id, token = %token.fingerprint(), "session created");
+        crate::metrics::session_created();
         let mut st = self.state();
         st.record = Some(SessionRecord {
             id: new.id,

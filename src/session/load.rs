@@ -5,6 +5,7 @@ use crate::access::RotationMode;
 use crate::clock::{ms, Millis};
 use crate::config::StaleTokenPolicy;
 use crate::error::Error;
+use crate::metrics::{self, Ended};
 use crate::regeneration::Regeneration;
 use crate::store::{
     Destroy, EndReason, Load, Lookup, Rotated, Rotation, SessionRecord, StoreError, TokenState,
@@ -101,7 +102,7 @@ impl Session {
                     "a replaced session token was presented after its grace window; it may have been copied"
                 );
                 if config.on_stale_token == StaleTokenPolicy::Revoke {
-                    shared
+                    let destroyed = shared
                         .call(
                             "destroy",
                             shared.store.destroy(&Destroy {
@@ -111,6 +112,7 @@ impl Session {
                             }),
                         )
                         .await?;
+                    metrics::sessions_ended(Ended::StaleToken, destroyed.into());
                 }
                 return Ok(());
             }
@@ -130,6 +132,7 @@ impl Session {
                         .is_some_and(|r| r.is_due(record.ttg, now))
             }
         };
+        let lapsed = state == TokenState::Lapsed;
         let (client_token, send) = match state {
             TokenState::Current if !due => (Some(token.clone()), false),
             // The replacement was lost; minting another waits for a route
@@ -138,7 +141,7 @@ impl Session {
                 (Some(token.clone()), false)
             }
             TokenState::Current | TokenState::Lapsed => {
-                match self.rotate(token, &record, now).await? {
+                match self.rotate(token, &record, now, lapsed).await? {
                     Replacement::Token(new) => {
                         record.ttg = now;
                         record.rotated_at = Some(now);
@@ -163,6 +166,8 @@ impl Session {
             record: Some(record),
             token: client_token,
             send_token: send,
+            // Where the request came from outlives what it loaded.
+            origin: st.origin.take(),
             ..State::default()
         };
         Ok(())
@@ -175,6 +180,7 @@ impl Session {
         old: &Token,
         record: &SessionRecord,
         now: Millis,
+        lapsed: bool,
     ) -> Result<Replacement, Error> {
         let shared = self.shared();
         let (ojs, cijs) = Regeneration::windows_or_default(shared.config.regeneration.as_ref());
@@ -191,6 +197,7 @@ impl Session {
         let rotated = shared
             .call("rotate", shared.store.rotate(&rotation))
             .await?;
+        metrics::rotated(&rotated, lapsed);
         Ok(match rotated {
             Rotated::Installed => {
                 tracing::debug!(session = %record.id, old = %old.fingerprint(), new = %new.fingerprint(), "session token rotated");

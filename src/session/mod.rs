@@ -104,6 +104,8 @@ struct State {
     changes: Changes,
     /// The session was ended in this request.
     ended: bool,
+    /// Where the request came from, for a session it creates or logs in.
+    origin: Option<crate::device::Origin>,
 }
 
 #[derive(Clone, Default)]
@@ -163,6 +165,19 @@ impl Session {
                 saving: tokio::sync::Mutex::new(()),
             }),
         }
+    }
+
+    /// Records where the request came from (the layer does, per request).
+    pub(crate) fn set_origin(&self, origin: crate::device::Origin) {
+        self.state().origin = Some(origin);
+    }
+
+    /// The device a session this request starts records.
+    fn device(&self) -> Option<crate::device::Device> {
+        self.state()
+            .origin
+            .as_ref()
+            .and_then(crate::device::Origin::device)
     }
 
     fn state(&self) -> MutexGuard<'_, State> {

@@ -44,6 +44,10 @@ const REAP_ON_WRITE: usize = 2;
 /// updating the user) handles per lock: a user with a huge index never
 /// holds a shard for long.
 const CHUNK: usize = 256;
+/// How many expiry-heap entries one creation in a full shard looks at for
+/// an anonymous session to evict, so a shard full of logged-in sessions
+/// costs a bounded amount of work per refused creation.
+const EVICT_SCAN: usize = 64;
 
 /// An in-memory [`SessionStore`]: the default, with nothing to set up.
 ///
@@ -62,6 +66,9 @@ struct Inner {
     shards: Vec<Mutex<Shard>>,
     events: broadcast::Sender<SessionEnded>,
     clock: Arc<dyn Clock>,
+    /// The capacity bound of each shard, if any (see
+    /// [`MemoryStoreBuilder::max_sessions`]).
+    shard_capacity: Option<usize>,
 }
 
 #[derive(Default)]
@@ -76,6 +83,8 @@ struct Shard {
 
 struct Entry {
     record: SessionRecord,
+    /// Kept beside the record: only listings show it.
+    device: Option<crate::device::Device>,
     tokens: TokenSlots,
     connections: HashMap<String, (Connection, Millis)>,
     /// The deadline of this session's authoritative heap entry.
@@ -83,6 +92,13 @@ struct Entry {
 }
 
 impl Entry {
+    fn info(&self) -> SessionInfo {
+        SessionInfo {
+            device: self.device.clone(),
+            ..(&self.record).into()
+        }
+    }
+
     fn is_live(&self, now: Millis) -> bool {
         now < self.record.deadline()
     }
@@ -113,16 +129,16 @@ impl MemoryStore {
     /// An empty store whose background expiry uses `clock` (give it the
     /// clock the layer uses).
     pub fn with_clock(clock: impl Clock) -> Self {
-        let (events, _) = broadcast::channel(1024);
-        let inner = Arc::new(Inner {
-            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
-            events,
-            clock: Arc::new(clock),
-        });
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(reap_forever(Arc::downgrade(&inner)));
+        Self::builder().clock(clock).build()
+    }
+
+    /// A builder, for a store with a capacity bound
+    /// ([`MemoryStoreBuilder::max_sessions`]) or another clock.
+    pub fn builder() -> MemoryStoreBuilder {
+        MemoryStoreBuilder {
+            clock: Arc::new(SystemClock),
+            max_sessions: None,
         }
-        MemoryStore { inner }
     }
 
     /// Removes every session whose deadline passed. The background task does
@@ -161,6 +177,75 @@ impl MemoryStore {
                     .sum::<usize>(),
             )
         })
+    }
+}
+
+/// Builds a [`MemoryStore`]: `MemoryStore::builder().max_sessions(n).build()`.
+#[derive(Clone)]
+pub struct MemoryStoreBuilder {
+    clock: Arc<dyn Clock>,
+    max_sessions: Option<usize>,
+}
+
+impl MemoryStoreBuilder {
+    /// The clock the background expiry uses (give it the clock the layer
+    /// uses). Default: [`SystemClock`].
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Bounds the number of sessions the store holds, so that a client
+    /// looping on a cookieless write (each creates a session) cannot exhaust
+    /// memory. Default: no bound.
+    ///
+    /// The policy, applied when a session is created and the store is full:
+    ///
+    /// 1. expired sessions are removed first;
+    /// 2. then the **anonymous** session nearest its deadline is evicted
+    ///    (with the default idle timeout, the least recently used one). It
+    ///    ends with [`EndReason::Expired`], as it would have later. A
+    ///    flood therefore churns through anonymous sessions, its own first,
+    ///    while logged-in sessions and sessions holding a live connection are
+    ///    never evicted;
+    /// 3. if no anonymous session can be evicted (the store is full of
+    ///    logged-in or connected sessions), creating an anonymous session
+    ///    fails with a [`StoreError`] (the request answers 503) and nothing
+    ///    is stored. A **login** is still admitted: it replaces the session
+    ///    it was made from, and logged-in sessions are bounded by the number
+    ///    of users times `max_sessions_per_user`.
+    ///
+    /// The bound is kept per shard (the store has 16, chosen by the random
+    /// routing tag, so they fill evenly): each holds up to `n / 16`, rounded
+    /// up, so the store as a whole holds at most `n` rounded up to a multiple
+    /// of 16. `None` removes the bound; `Some(0)` is taken as `Some(1)`.
+    pub fn max_sessions(mut self, n: impl Into<Option<usize>>) -> Self {
+        self.max_sessions = n.into();
+        self
+    }
+
+    /// The store. Its background expiry task starts when it is built inside
+    /// a Tokio runtime.
+    pub fn build(self) -> MemoryStore {
+        let (events, _) = broadcast::channel(1024);
+        let inner = Arc::new(Inner {
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            events,
+            clock: self.clock,
+            shard_capacity: self.max_sessions.map(|n| n.max(1).div_ceil(SHARDS)),
+        });
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(reap_forever(Arc::downgrade(&inner)));
+        }
+        MemoryStore { inner }
+    }
+}
+
+impl std::fmt::Debug for MemoryStoreBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryStoreBuilder")
+            .field("max_sessions", &self.max_sessions)
+            .finish_non_exhaustive()
     }
 }
 
@@ -225,6 +310,7 @@ impl Inner {
 
     fn end(&self, ended: Vec<SessionEnded>) {
         for event in ended {
+            crate::metrics::store_ended(event.reason);
             // No receiver means no connection is waiting: nothing to tell.
             let _ = self.events.send(event);
         }
@@ -264,11 +350,67 @@ impl Shard {
                     reason: EndReason::Expired,
                 });
                 removed += 1;
+                crate::metrics::sessions_ended(crate::metrics::Ended::Expiry, 1);
             }
         }
         if removed > 0 {
             self.shrink();
         }
+    }
+
+    /// Makes room for one more session under `capacity`: removes what is
+    /// expired, then evicts the anonymous, unconnected session nearest its
+    /// deadline. Looks at no more than [`EVICT_SCAN`] heap entries; returns
+    /// whether there is room.
+    fn make_room(
+        &mut self,
+        capacity: usize,
+        now: Millis,
+        events: &broadcast::Sender<SessionEnded>,
+    ) -> bool {
+        if self.sessions.len() < capacity {
+            return true;
+        }
+        self.purge(now, usize::MAX, events);
+        // Entries popped that must stay: sessions that cannot be evicted.
+        let mut kept = Vec::new();
+        let mut room = self.sessions.len() < capacity;
+        for _ in 0..EVICT_SCAN {
+            if room {
+                break;
+            }
+            let Some(Reverse((due, id))) = self.expiry.pop() else {
+                break;
+            };
+            let Some(entry) = self.sessions.get_mut(&id) else {
+                continue;
+            };
+            if entry.scheduled != due {
+                self.stale_entries = self.stale_entries.saturating_sub(1);
+                continue;
+            }
+            let expires_at = entry.record.deadline();
+            if expires_at > due {
+                // Used since it was scheduled: it goes back in its place,
+                // so the next pop is the real nearest deadline.
+                entry.scheduled = expires_at;
+                self.expiry.push(Reverse((expires_at, id)));
+                continue;
+            }
+            if entry.record.user.is_some() || !entry.connections.is_empty() {
+                kept.push(Reverse((due, id)));
+                continue;
+            }
+            if self.remove(&id).is_some() {
+                let _ = events.send(SessionEnded {
+                    id,
+                    reason: EndReason::Expired,
+                });
+            }
+            room = self.sessions.len() < capacity;
+        }
+        self.expiry.extend(kept);
+        room
     }
 
     /// Gives memory back once most of a map's room is unused.
@@ -302,6 +444,7 @@ impl Shard {
         };
         let entry = Entry {
             tokens: TokenSlots::new(new.token.hash.clone()),
+            device: new.device.clone(),
             connections: HashMap::new(),
             scheduled: 0,
             record,
@@ -498,6 +641,13 @@ impl SessionStore for MemoryStore {
         new.check_user_tag()?;
         let mut shard = self.inner.shard(&new.id.tag());
         shard.purge(new.now, REAP_ON_WRITE, &self.inner.events);
+        if let Some(capacity) = self.inner.shard_capacity {
+            // A logged-in session is admitted even when nothing can be
+            // evicted (see `MemoryStoreBuilder::max_sessions`).
+            if !shard.make_room(capacity, new.now, &self.inner.events) && new.user.is_none() {
+                return Err(StoreError::backend("the memory store is full"));
+            }
+        }
         shard.insert(new, new.data.iter().cloned().collect());
         Ok(())
     }
@@ -630,6 +780,11 @@ impl SessionStore for MemoryStore {
             }
             login.delta.apply_to(&mut data);
             target.purge(new.now, REAP_ON_WRITE, &self.inner.events);
+            if let Some(capacity) = self.inner.shard_capacity {
+                // Admitted whether or not room was made: see
+                // `MemoryStoreBuilder::max_sessions`.
+                target.make_room(capacity, new.now, &self.inner.events);
+            }
             target.insert(new, data.clone());
             // The delta's data is in `data` already; its settings go on the
             // new session.
@@ -682,7 +837,7 @@ impl SessionStore for MemoryStore {
         self.inner.each_user_chunk(user_id, now, |shard, ids, _| {
             list.extend(
                 ids.iter()
-                    .filter_map(|id| shard.sessions.get(id).map(|e| (&e.record).into())),
+                    .filter_map(|id| shard.sessions.get(id).map(Entry::info)),
             );
         });
         list.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
@@ -825,6 +980,7 @@ mod tests {
         let token = Token::generate(&Tag::random());
         let id = SessionId::generate(&token.tag());
         let new = NewSession {
+            device: None,
             id: id.clone(),
             token: token.digest(),
             now: clock,
@@ -872,5 +1028,143 @@ mod tests {
             .map(|s| lock(s).expiry.len())
             .sum();
         assert!(heap <= 3, "{heap} heap entries for one session");
+    }
+
+    fn new_session(tag: &Tag, user: Option<&str>, now: Millis) -> (NewSession, Token) {
+        let token = Token::generate(tag);
+        let new = NewSession {
+            id: SessionId::generate(tag),
+            token: token.digest(),
+            now,
+            idle_timeout: 60_000,
+            absolute_deadline: None,
+            user: user.map(|id| BoundUser {
+                id: id.to_owned(),
+                json: "{}".to_owned(),
+            }),
+            label: None,
+            device: None,
+            data: Vec::new(),
+        };
+        (new, token)
+    }
+
+    fn load(token: &Token, now: Millis) -> Load {
+        Load {
+            token: token.digest(),
+            now,
+            refresh_after: Some(0),
+            cijs: 1_000,
+        }
+    }
+
+    /// A random tag whose sessions land in shard `index`.
+    fn tag_in_shard(store: &MemoryStore, index: usize) -> Tag {
+        for _ in 0..100_000 {
+            let tag = Tag::random();
+            if store.inner.index(&tag) == index {
+                return tag;
+            }
+        }
+        panic!("no tag for shard {index}");
+    }
+
+    #[tokio::test]
+    async fn a_bounded_store_never_holds_more_than_its_bound_under_a_flood() {
+        let store = MemoryStore::builder().max_sessions(64).build();
+        let mut tokens = Vec::new();
+        for i in 0..2_000u64 {
+            let (new, token) = new_session(&Tag::random(), None, 1_000 + i);
+            store.create(&new).await.unwrap();
+            tokens.push(token);
+            assert!(store.len() <= 64, "{} sessions after {i}", store.len());
+        }
+        // The newest sessions are kept, the oldest were evicted.
+        let now = 1_000 + 2_000;
+        let last = tokens.last().unwrap();
+        assert!(matches!(
+            store.load(&load(last, now)).await.unwrap(),
+            Lookup::Found { .. }
+        ));
+        assert!(matches!(
+            store.load(&load(&tokens[0], now)).await.unwrap(),
+            Lookup::Missing
+        ));
+        let (t, u, c) = store.footprint();
+        assert_eq!(
+            (t, u, c),
+            (store.len(), 0, 0),
+            "evicted sessions leave nothing behind"
+        );
+    }
+
+    #[tokio::test]
+    async fn eviction_takes_the_least_recently_used_anonymous_session() {
+        let store = MemoryStore::builder().max_sessions(2 * SHARDS).build();
+        let tag = tag_in_shard(&store, 3);
+        let (a, token_a) = new_session(&tag, None, 1_000);
+        let (b, token_b) = new_session(&tag, None, 2_000);
+        store.create(&a).await.unwrap();
+        store.create(&b).await.unwrap();
+        // `a` is used after `b`: `b` is now the least recently used.
+        assert!(matches!(
+            store.load(&load(&token_a, 3_000)).await.unwrap(),
+            Lookup::Found { .. }
+        ));
+        let (c, token_c) = new_session(&tag, None, 4_000);
+        store.create(&c).await.unwrap();
+        for (token, kept) in [(&token_a, true), (&token_b, false), (&token_c, true)] {
+            let found = matches!(
+                store.load(&load(token, 5_000)).await.unwrap(),
+                Lookup::Found { .. }
+            );
+            assert_eq!(found, kept);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_full_store_evicts_no_logged_in_session_and_refuses_anonymous_ones() {
+        let store = MemoryStore::builder().max_sessions(SHARDS).build();
+        let user_tag = Tag::for_user("7");
+        let (user, user_token) = new_session(&user_tag, Some("7"), 1_000);
+        store.create(&user).await.unwrap();
+        let tag = tag_in_shard(&store, store.inner.index(&user_tag));
+        let (anon, _) = new_session(&tag, None, 2_000);
+        let err = store.create(&anon).await.unwrap_err();
+        assert_eq!(err.kind(), StoreErrorKind::Backend);
+        assert!(matches!(
+            store.load(&load(&user_token, 3_000)).await.unwrap(),
+            Lookup::Found { .. }
+        ));
+        // Once the logged-in session has expired (idle since 3 s), there is
+        // room again.
+        let (anon, anon_token) = new_session(&tag, None, 3_000 + 60_000);
+        store.create(&anon).await.unwrap();
+        assert!(matches!(
+            store.load(&load(&anon_token, 63_001)).await.unwrap(),
+            Lookup::Found { .. }
+        ));
+        assert_eq!(store.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_login_is_admitted_into_a_full_store() {
+        let store = MemoryStore::builder().max_sessions(SHARDS).build();
+        let user_tag = Tag::for_user("7");
+        let (first, _) = new_session(&user_tag, Some("7"), 1_000);
+        store.create(&first).await.unwrap();
+        let (second, token) = new_session(&user_tag, Some("7"), 2_000);
+        let login = Login {
+            from: None,
+            delta: Delta::default(),
+            session: second,
+            max_sessions: None,
+        };
+        store.login(&login).await.unwrap();
+        assert!(matches!(
+            store.load(&load(&token, 3_000)).await.unwrap(),
+            Lookup::Found { .. }
+        ));
+        assert_eq!(store.len(), 2);
     }
 }

@@ -32,7 +32,7 @@ pub use self::sql::sqlite::SqliteStore;
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 pub use self::sql::CleanupHandle;
 pub use error::{StoreError, StoreErrorKind};
-pub use memory::MemoryStore;
+pub use memory::{MemoryStore, MemoryStoreBuilder};
 pub use types::*;
 
 use async_trait::async_trait;

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::StoreError;
 use crate::clock::Millis;
+use crate::device::Device;
 use crate::token::{SessionId, Tag, TokenDigest};
 
 /// A user bound to a session: its id and the serialized user object.
@@ -144,6 +145,9 @@ pub struct NewSession {
     pub user: Option<BoundUser>,
     /// Its label.
     pub label: Option<String>,
+    /// The device it was started from, kept as it is (bounded by
+    /// [`Device::new`]) and listed in [`SessionInfo::device`].
+    pub device: Option<Device>,
     /// Its data (JSON values).
     pub data: Vec<(String, String)>,
 }
@@ -349,9 +353,14 @@ pub struct SessionInfo {
     pub absolute_deadline: Option<Millis>,
     /// Its label.
     pub label: Option<String>,
+    /// The device it was started from (by its creation or its login).
+    #[serde(default)]
+    pub device: Option<Device>,
 }
 
 impl From<&SessionRecord> for SessionInfo {
+    /// The record's listing entry, without a device: a record does not
+    /// carry one (loads never need it), so a store adds what it kept.
     fn from(r: &SessionRecord) -> Self {
         SessionInfo {
             id: r.id.clone(),
@@ -360,6 +369,7 @@ impl From<&SessionRecord> for SessionInfo {
             idle_deadline: r.idle_deadline(),
             absolute_deadline: r.absolute_deadline,
             label: r.label.clone(),
+            device: None,
         }
     }
 }
@@ -454,6 +464,27 @@ pub enum EndReason {
     /// it knows is about to stop working. The session itself lives on; the
     /// client reconnects with the token it holds.
     TokenLost,
+}
+
+impl EndReason {
+    /// The name stores write for the reason: its serde name (`logged_out`,
+    /// `revoked`, ...), the same one a serialized [`SessionEnded`] carries.
+    pub(crate) fn name(self) -> String {
+        // A unit variant always serializes to a JSON string.
+        match serde_json::to_value(self) {
+            Ok(serde_json::Value::String(name)) => name,
+            _ => String::new(),
+        }
+    }
+
+    /// The reason a stored name stands for, if any.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    pub(crate) fn from_name(name: &str) -> Option<EndReason> {
+        use serde::de::IntoDeserializer;
+        let name: serde::de::value::StrDeserializer<'_, serde::de::value::Error> =
+            name.into_deserializer();
+        EndReason::deserialize(name).ok()
+    }
 }
 
 /// An event on the [`SessionStore::subscribe`](super::SessionStore::subscribe) feed.

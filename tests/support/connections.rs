@@ -18,7 +18,7 @@ use sessionkit::Regeneration;
 use sessionkit::{LiveSession, Session, SessionLayer, SessionLayerBuilder, SessionStore};
 use tokio_tungstenite::tungstenite;
 
-use super::user;
+use super::{routes, user};
 
 /// A server on a free loopback port; stops when dropped.
 pub struct Server {
@@ -39,24 +39,10 @@ impl Server {
     }
 }
 
-/// The test app: counter, login, logout, a route that never touches the
+/// The test app: counter, login, logout, regenerate, a route that never touches the
 /// session, and a WebSocket that closes with 1008 when its session ends.
 pub fn app(layer: SessionLayer) -> Router {
-    counter()
-        .route(
-            "/login",
-            routing::post(|s: Session| async move {
-                s.login(&user(5, "grace")).await?;
-                Ok::<_, sessionkit::Error>("in")
-            }),
-        )
-        .route(
-            "/logout",
-            routing::post(|s: Session| async move {
-                s.logout().await?;
-                Ok::<_, sessionkit::Error>("out")
-            }),
-        )
+    routes::basic(user(5, "grace"))
         .route(
             "/logout-everywhere",
             routing::post(|s: Session| async move {
@@ -75,27 +61,6 @@ pub fn app(layer: SessionLayer) -> Router {
         .route("/ws", routing::get(ws))
         .route("/plain", routing::get(|| async { "no session here" }))
         .layer(layer)
-}
-
-/// `POST /count` (increments `n`, answers the new value) and `GET /read`
-/// (answers `n`), without a layer: test apps add their routes and theirs.
-pub fn counter() -> Router {
-    Router::new()
-        .route(
-            "/count",
-            routing::post(|s: Session| async move {
-                let n: u64 = s.get("n")?.unwrap_or(0);
-                s.insert("n", n + 1)?;
-                Ok::<_, sessionkit::Error>((n + 1).to_string())
-            }),
-        )
-        .route(
-            "/read",
-            routing::get(|s: Session| async move {
-                let n: u64 = s.get("n")?.unwrap_or(0);
-                Ok::<_, sessionkit::Error>(n.to_string())
-            }),
-        )
 }
 
 async fn ws(upgrade: WebSocketUpgrade, session: Session) -> Result<Response, sessionkit::Error> {

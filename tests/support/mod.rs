@@ -3,10 +3,12 @@
 //! or fail calls.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod connections;
 pub mod faults;
 pub mod postgres;
 pub mod redis;
+pub mod routes;
 pub mod stores;
 
 use std::sync::atomic::{AtomicUsize, Ordering};

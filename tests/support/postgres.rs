@@ -45,13 +45,158 @@ pub struct PgServer {
     /// The server's log, for a private server (statements are logged there
     /// with the `application_name` of their connection first).
     log: Option<PathBuf>,
-    _private: Option<Private>,
+    private: Option<Private>,
 }
 
 struct Private {
-    _child: Child,
+    /// The postmaster; `None` after `kill`.
+    child: Option<Child>,
     /// Held open: its closing (this process exiting) wakes the watchdog.
-    _watchdog: Option<(Child, ChildStdin)>,
+    watchdog: Option<(Child, ChildStdin)>,
+    /// What `restart` needs to start the same server again.
+    bin: PathBuf,
+    dir: PathBuf,
+    data: PathBuf,
+    log: PathBuf,
+    port: u16,
+    owner: Option<(u32, u32)>,
+    durable: bool,
+}
+
+impl Private {
+    /// Spawns `postgres` on `self.port` and waits until it accepts
+    /// connections, with a watchdog of its own.
+    fn spawn(&mut self) -> Result<(), String> {
+        let out = File::options()
+            .append(true)
+            .open(&self.log)
+            .expect("open the postgres log");
+        // Without durability a commit may still sit in WAL buffers (shared
+        // memory) when it returns, and a kill loses it; with it, a commit
+        // returns once its WAL reached the OS, which a process kill keeps
+        // (fsync only matters if the machine itself goes down).
+        let commit = if self.durable { "on" } else { "off" };
+        let mut postgres = Command::new(self.bin.join("postgres"));
+        postgres
+            .arg("-D")
+            .arg(&self.data)
+            .args(["-p", &self.port.to_string(), "-h", "127.0.0.1", "-k"])
+            .arg(&self.dir)
+            .args([
+                "-c",
+                "fsync=off",
+                "-c",
+                &format!("synchronous_commit={commit}"),
+                "-c",
+                "full_page_writes=off",
+                "-c",
+                "max_connections=400",
+                "-c",
+                "logging_collector=off",
+                "-c",
+                "log_line_prefix=%a|",
+            ])
+            .current_dir(&self.dir)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().expect("clone a file handle"))
+            .stderr(out);
+        as_owner(&mut postgres, self.owner);
+        let mut child = postgres.spawn().unwrap_or_else(|e| match e.kind() {
+            io::ErrorKind::NotFound => panic!("{} not found", self.bin.join("postgres").display()),
+            _ => panic!("spawn postgres: {e}"),
+        });
+        let watchdog = spawn_watchdog(child.id(), &self.dir);
+        match wait_ready(&mut child, self.port, &self.log) {
+            Ok(()) => {
+                self.child = Some(child);
+                self.watchdog = watchdog;
+                Ok(())
+            }
+            Err(e) => {
+                if let Some((mut w, stdin)) = watchdog {
+                    let _ = w.kill();
+                    let _ = w.wait();
+                    drop(stdin);
+                }
+                let _ = child.kill();
+                let _ = child.wait();
+                Err(e)
+            }
+        }
+    }
+
+    /// SIGKILL to the postmaster and every process it started, as a crash
+    /// would: no shutdown, no checkpoint. The watchdog goes first, so that
+    /// it never signals a reaped pid.
+    fn kill(&mut self) {
+        if let Some((mut watchdog, stdin)) = self.watchdog.take() {
+            let _ = watchdog.kill();
+            let _ = watchdog.wait();
+            drop(stdin);
+        }
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let backends = children_of(child.id());
+        let _ = child.kill();
+        for pid in backends {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        }
+        let _ = child.wait();
+        // The backends are the postmaster's children, reparented now: wait
+        // until they are gone, so the restart finds no shared memory in use.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline
+            && fs::read_to_string(self.data.join("postmaster.pid")).is_ok()
+        {
+            if !any_alive(&self.data) {
+                break;
+            }
+            thread::sleep(POLL);
+        }
+    }
+}
+
+/// The pids whose parent is `parent`, from /proc.
+fn children_of(parent: u32) -> Vec<u32> {
+    let mut found = Vec::new();
+    for entry in fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // `pid (comm) state ppid ...`: comm may hold spaces, so read after ')'.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        if ppid == Some(parent) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+/// Whether a process still runs with its working directory under the
+/// server's data directory (a backend of the killed server).
+fn any_alive(data: &Path) -> bool {
+    fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|entry| {
+            entry
+                .file_name()
+                .to_str()
+                .is_some_and(|n| n.parse::<u32>().is_ok())
+                && fs::read_link(entry.path().join("cwd")).is_ok_and(|cwd| cwd.starts_with(data))
+        })
 }
 
 impl PgServer {
@@ -61,7 +206,7 @@ impl PgServer {
             Ok(url) if !url.trim().is_empty() => PgServer {
                 url: url.trim().to_owned(),
                 log: None,
-                _private: None,
+                private: None,
             },
             _ => Self::start(),
         }
@@ -69,6 +214,16 @@ impl PgServer {
 
     /// Starts a private server; panics with the log when it cannot.
     pub fn start() -> PgServer {
+        Self::start_private(false)
+    }
+
+    /// A private server whose commits survive `kill` (`synchronous_commit`
+    /// on), for fault tests that kill it and `restart` it.
+    pub fn start_durable() -> PgServer {
+        Self::start_private(true)
+    }
+
+    fn start_private(durable: bool) -> PgServer {
         let bin = binaries().unwrap_or_else(|| {
             panic!(
                 "initdb and postgres were not found on PATH, in /usr/local/bin or under \
@@ -119,62 +274,65 @@ impl PgServer {
             "initdb failed ({status}):\n{}",
             tail(&initdb_log, 30)
         );
+        let mut private = Private {
+            child: None,
+            watchdog: None,
+            bin,
+            dir,
+            data,
+            log: log.clone(),
+            port: 0,
+            owner,
+            durable,
+        };
         let mut last_error = String::new();
         for _ in 0..START_ATTEMPTS {
-            let port = free_port();
-            let out = File::options()
-                .append(true)
-                .open(&log)
-                .expect("open the postgres log");
-            let mut postgres = Command::new(bin.join("postgres"));
-            postgres
-                .arg("-D")
-                .arg(&data)
-                .args(["-p", &port.to_string(), "-h", "127.0.0.1", "-k"])
-                .arg(&dir)
-                .args([
-                    "-c",
-                    "fsync=off",
-                    "-c",
-                    "synchronous_commit=off",
-                    "-c",
-                    "full_page_writes=off",
-                    "-c",
-                    "max_connections=400",
-                    "-c",
-                    "logging_collector=off",
-                    "-c",
-                    "log_line_prefix=%a|",
-                ])
-                .current_dir(&dir)
-                .stdin(Stdio::null())
-                .stdout(out.try_clone().expect("clone a file handle"))
-                .stderr(out);
-            as_owner(&mut postgres, owner);
-            let mut child = postgres.spawn().unwrap_or_else(|e| match e.kind() {
-                io::ErrorKind::NotFound => panic!("{} not found", bin.join("postgres").display()),
-                _ => panic!("spawn postgres: {e}"),
-            });
-            let watchdog = spawn_watchdog(child.id(), &dir);
-            match wait_ready(&mut child, port, &log) {
+            private.port = free_port();
+            match private.spawn() {
                 Ok(()) => {
                     return PgServer {
-                        url: format!("postgres://postgres@127.0.0.1:{port}/postgres"),
+                        url: format!("postgres://postgres@127.0.0.1:{}/postgres", private.port),
                         log: Some(log),
-                        _private: Some(Private {
-                            _child: child,
-                            _watchdog: watchdog,
-                        }),
+                        private: Some(private),
                     };
                 }
-                Err(e) => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    last_error = e;
-                }
+                Err(e) => last_error = e,
             }
         }
         panic!("postgres did not start after {START_ATTEMPTS} attempts: {last_error}");
+    }
+
+    /// SIGKILL to the server and its backends (a crash). Panics on a shared
+    /// server.
+    pub fn kill(&mut self) {
+        self.private
+            .as_mut()
+            .expect("fault tests need a private PostgreSQL, not DATABASE_URL")
+            .kill();
+    }
+
+    /// Starts the server again on the same port and data directory (it
+    /// recovers from its WAL) and waits until it accepts connections.
+    pub fn restart(&mut self) {
+        let private = self
+            .private
+            .as_mut()
+            .expect("fault tests need a private PostgreSQL, not DATABASE_URL");
+        private.kill();
+        let mut last_error = String::new();
+        for _ in 0..START_ATTEMPTS {
+            match private.spawn() {
+                Ok(()) => return,
+                Err(e) => {
+                    last_error = e;
+                    thread::sleep(Duration::from_millis(200));
+                }
+            }
+        }
+        panic!(
+            "postgres could not be restarted on port {}: {last_error}",
+            private.port
+        );
     }
 
     /// The superuser URL of the server's `postgres` database.

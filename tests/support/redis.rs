@@ -78,6 +78,8 @@ struct Private {
     port: u16,
     /// The cluster bus port, for a cluster node (`--cluster-port`).
     bus_port: Option<u16>,
+    /// AOF on, fsynced on every write (see `start_persistent`).
+    persistent: bool,
     dir: PathBuf,
     /// `None` after `kill()`.
     running: Option<Running>,
@@ -112,7 +114,14 @@ impl RedisServer {
     /// Starts a private `redis-server` on a free loopback port and waits
     /// until it answers PING.
     pub fn start() -> RedisServer {
-        Self::start_private(false)
+        Self::start_private(false, false)
+    }
+
+    /// Like [`start`](Self::start), with the append-only file on and
+    /// fsynced on every write (`appendonly yes`, `appendfsync always`): a
+    /// write the server acknowledged survives `kill` and `restart`.
+    pub fn start_persistent() -> RedisServer {
+        Self::start_private(false, true)
     }
 
     /// The server at `REDIS_URL` when that is set, else a private one.
@@ -210,13 +219,14 @@ impl RedisServer {
 
     /// Starts a private server, a cluster node when `cluster`, retrying on
     /// fresh ports when it fails to start (usually a port taken meanwhile).
-    fn start_private(cluster: bool) -> RedisServer {
+    fn start_private(cluster: bool, persistent: bool) -> RedisServer {
         let dir = fresh_temp_dir();
         let mut last_error = String::new();
         for _ in 0..START_ATTEMPTS {
             let mut private = Private {
                 port: free_port(),
                 bus_port: cluster.then(free_port),
+                persistent,
                 dir: dir.clone(),
                 running: None,
             };
@@ -316,7 +326,9 @@ impl Private {
             "--save".into(),
             String::new(),
             "--appendonly".into(),
-            "no".into(),
+            if self.persistent { "yes" } else { "no" }.into(),
+            "--appendfsync".into(),
+            "always".into(),
             "--daemonize".into(),
             "no".into(),
             "--dir".into(),
@@ -529,7 +541,9 @@ impl RedisCluster {
                 };
             }
         }
-        let nodes: Vec<RedisServer> = (0..3).map(|_| RedisServer::start_private(true)).collect();
+        let nodes: Vec<RedisServer> = (0..3)
+            .map(|_| RedisServer::start_private(true, false))
+            .collect();
         let cluster = RedisCluster {
             urls: nodes.iter().map(RedisServer::url).collect(),
             nodes,

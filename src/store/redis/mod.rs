@@ -62,29 +62,29 @@
 mod conn;
 mod events;
 mod keys;
+mod ops;
 mod reply;
+#[cfg(test)]
+mod reply_props;
 mod scripts;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redis::{FromRedisValue, IntoConnectionInfo, Value};
+use redis::{IntoConnectionInfo, Value};
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
 use self::conn::{Link, Source};
 use self::keys::Keys;
-use self::reply::{at, int, items, pairs, record, session_id, text};
-use self::scripts::{push_delta, push_new_session, push_pairs, Call, Script};
+use self::ops::{Chunk, Op};
 use super::{
     Connect, Connection, Destroy, Disconnect, EndReason, Fetch, Fetched, ListConnections,
-    ListSessions, Load, Login, LoginOutcome, Lookup, NewSession, Regenerate, Result, Revoke,
+    ListSessions, Load, Login, LoginOutcome, Lookup, NewSession, Regenerate, Result,
     RevokeSessions, Rotated, Rotation, Save, SessionEnded, SessionInfo, SessionStore, StoreError,
-    SyncUser, TokenState,
+    SyncUser,
 };
-use crate::clock::Millis;
 use crate::token::SessionId;
 
 const DEFAULT_PREFIX: &str = "sessionkit:";
@@ -269,83 +269,36 @@ impl RedisStore {
         RedisStoreBuilder::default()
     }
 
-    /// Runs a script call under the command timeout.
-    async fn run<T: FromRedisValue>(&self, call: &Call) -> Result<T> {
-        self.inner.link.call(call).await
+    /// Builds the call of `op`, sends it under the command timeout and
+    /// decodes its reply.
+    async fn run<O: Op>(&self, op: &O) -> Result<O::Reply> {
+        let inner = &self.inner;
+        let call = ops::call(op, inner.link.mode(), &inner.keys, &inner.channel);
+        let reply: Value = inner.link.call(&call).await?;
+        op.decode(&reply)
     }
 
-    /// Starts a call of `script` on `key`, with the base and channel every
-    /// script takes first.
-    fn call(&self, script: &'static Script, key: &str, base: &str) -> Call {
-        let mut call = Call::new(self.inner.link.mode(), script, key);
-        call.arg(base).arg(&self.inner.channel);
-        call
-    }
-
-    /// Runs a script on a user's index with the user id and time.
-    async fn on_user(
+    /// Runs the chunked operation `op(cursor)` over a user's index until
+    /// the scan is done, handing each chunk to `each`. A scan always ends,
+    /// and each call does bounded work.
+    async fn each_chunk<O, T>(
         &self,
-        script: &'static Script,
-        user_id: &str,
-        now: Millis,
-        extra: &[&str],
-    ) -> Result<Value> {
-        let (base, key) = self.inner.keys.user(user_id);
-        let mut inv = self.call(script, &key, &base);
-        inv.arg(user_id).arg(now);
-        for arg in extra {
-            inv.arg(*arg);
-        }
-        self.run(&inv).await
-    }
-
-    /// Runs a chunked script over a user's index (its last argument the scan
-    /// cursor, its reply `{next cursor, chunk}`) until the scan is done,
-    /// handing each chunk to `each`. A scan always ends, and each call does
-    /// bounded work.
-    async fn each_chunk(
-        &self,
-        script: &'static Script,
-        user_id: &str,
-        now: Millis,
-        extra: &[&str],
-        mut each: impl FnMut(&Value) -> Result<()>,
-    ) -> Result<()> {
+        op: impl Fn(String) -> O,
+        mut each: impl FnMut(T),
+    ) -> Result<()>
+    where
+        O: Op<Reply = Chunk<T>>,
+    {
         let mut cursor = "0".to_owned();
         loop {
-            let mut args = extra.to_vec();
-            args.push(&cursor);
-            let reply = self.on_user(script, user_id, now, &args).await?;
-            let items = items(&reply)?;
-            each(at(items, 1)?)?;
-            cursor = text(at(items, 0)?)?;
+            let chunk = self.run(&op(cursor)).await?;
+            each(chunk.items);
+            cursor = chunk.next;
             if cursor == "0" {
                 return Ok(());
             }
         }
     }
-}
-
-/// A row of the list script: id, created, seen, idle, absolute deadline or
-/// '', `=label` or ''.
-fn session_info(row: &[Value]) -> Result<SessionInfo> {
-    let [id, created, seen, idle, abs, label] = row else {
-        return Err(StoreError::corrupt("short session row"));
-    };
-    let number = |v| text(v).and_then(|t| reply::number(&t));
-    let last_seen = number(seen)?;
-    let absolute = text(abs)?;
-    let label = text(label)?;
-    Ok(SessionInfo {
-        id: session_id(id)?,
-        created_at: number(created)?,
-        last_seen,
-        idle_deadline: last_seen.saturating_add(number(idle)?),
-        absolute_deadline: (!absolute.is_empty())
-            .then(|| reply::number(&absolute))
-            .transpose()?,
-        label: label.strip_prefix('=').map(str::to_owned),
-    })
 }
 
 /// A client for `url` whose connections send TCP keepalive probes.
@@ -355,21 +308,6 @@ fn open_client(url: &str) -> Result<redis::Client> {
         .map_err(StoreError::backend)?
         .set_tcp_settings(conn::tcp_settings());
     redis::Client::open(info).map_err(StoreError::backend)
-}
-
-fn reason_name(reason: EndReason) -> &'static str {
-    match reason {
-        EndReason::LoggedOut => "logged_out",
-        EndReason::Revoked => "revoked",
-        EndReason::Expired => "expired",
-        EndReason::Replaced => "replaced",
-        EndReason::StaleToken => "stale_token",
-        EndReason::TokenLost => "token_lost",
-    }
-}
-
-fn session_ids(reply: &Value) -> Result<Vec<SessionId>> {
-    items(reply)?.iter().map(session_id).collect()
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -385,93 +323,24 @@ impl std::fmt::Debug for RedisStore {
 #[async_trait]
 impl SessionStore for RedisStore {
     async fn load(&self, req: &Load) -> Result<Lookup> {
-        let (token, opts) = (&req.token, req);
-        let (base, key) = self.inner.keys.token(token);
-        let mut inv = self.call(&scripts::LOAD, &key, &base);
-        inv.arg(&token.hash)
-            .arg(opts.now)
-            .arg(
-                opts.refresh_after
-                    .map(|r| r.to_string())
-                    .unwrap_or_default(),
-            )
-            .arg(opts.cijs);
-        let reply: Value = self.run(&inv).await?;
-        let items = items(&reply)?;
-        match text(at(items, 0)?)?.as_str() {
-            "missing" => Ok(Lookup::Missing),
-            "stale" => Ok(Lookup::Stale(session_id(at(items, 1)?)?)),
-            "found" => {
-                let id = session_id(at(items, 1)?)?;
-                let token = match text(at(items, 2)?)?.as_str() {
-                    "current" => TokenState::Current,
-                    "replaced" => TokenState::Replaced {
-                        sealed: text(at(items, 3)?)?,
-                    },
-                    "superseded" => TokenState::Superseded,
-                    "lapsed" => TokenState::Lapsed,
-                    other => {
-                        return Err(StoreError::corrupt(format!(
-                            "unknown token state {other:?}"
-                        )))
-                    }
-                };
-                let record = record(id, at(items, 4)?, at(items, 5)?)?;
-                Ok(Lookup::Found { record, token })
-            }
-            other => Err(StoreError::corrupt(format!("unknown load reply {other:?}"))),
-        }
+        self.run(&ops::Load(req)).await
     }
 
     async fn create(&self, new: &NewSession) -> Result<()> {
         new.check_user_tag()?;
-        let (base, key) = self.inner.keys.session(&new.id);
-        let mut inv = self.call(&scripts::CREATE, &key, &base);
-        push_new_session(&mut inv, new);
-        push_pairs(&mut inv, &new.data);
-        let _: i64 = self.run(&inv).await?;
-        Ok(())
+        self.run(&ops::Create(new)).await
     }
 
     async fn save(&self, req: &Save) -> Result<bool> {
-        let (id, delta, now) = (&req.id, &req.delta, req.now);
-        let (base, key) = self.inner.keys.session(id);
-        let mut inv = self.call(&scripts::SAVE, &key, &base);
-        inv.arg(id.as_str()).arg(now);
-        push_delta(&mut inv, delta);
-        Ok(self.run::<i64>(&inv).await? == 1)
+        self.run(&ops::Save(req)).await
     }
 
     async fn rotate(&self, r: &Rotation) -> Result<Rotated> {
-        let (base, key) = self.inner.keys.session(&r.id);
-        let mut inv = self.call(&scripts::ROTATE, &key, &base);
-        inv.arg(r.id.as_str())
-            .arg(&r.old.hash)
-            .arg(&r.new.hash)
-            .arg(&r.sealed)
-            .arg(r.now)
-            .arg(r.ojs)
-            .arg(r.cijs);
-        let reply: Value = self.run(&inv).await?;
-        let items = items(&reply)?;
-        match text(at(items, 0)?)?.as_str() {
-            "installed" => Ok(Rotated::Installed),
-            "existing" => Ok(Rotated::Existing(text(at(items, 1)?)?)),
-            "superseded" => Ok(Rotated::Superseded),
-            "gone" => Ok(Rotated::Gone),
-            other => Err(StoreError::corrupt(format!(
-                "unknown rotate reply {other:?}"
-            ))),
-        }
+        self.run(&ops::Rotate(r)).await
     }
 
     async fn regenerate(&self, req: &Regenerate) -> Result<bool> {
-        let (id, new, delta, now) = (&req.id, &req.token, &req.delta, req.now);
-        let (base, key) = self.inner.keys.session(id);
-        let mut inv = self.call(&scripts::REGENERATE, &key, &base);
-        inv.arg(id.as_str()).arg(&new.hash).arg(now);
-        push_delta(&mut inv, delta);
-        Ok(self.run::<i64>(&inv).await? == 1)
+        self.run(&ops::Regenerate(req)).await
     }
 
     async fn login(&self, login: &Login) -> Result<LoginOutcome> {
@@ -507,19 +376,16 @@ impl SessionStore for RedisStore {
             }
             from => (from.as_ref(), Vec::new(), None),
         };
-        let (base, key) = self.inner.keys.session(&new.id);
-        let mut inv = self.call(&scripts::LOGIN, &key, &base);
-        push_new_session(&mut inv, new);
-        // 0 is no limit; a limit keeps at least the new session.
-        inv.arg(login.max_sessions.map_or(0, |max| max.max(1)))
-            .arg(
-                from.map(|f| self.inner.keys.base(&f.tag()))
-                    .unwrap_or_default(),
-            )
-            .arg(from.map_or("", |f| f.as_str()));
-        push_pairs(&mut inv, &carried);
-        push_delta(&mut inv, &login.delta);
-        let reply: Value = self.run(&inv).await?;
+        let outcome = self
+            .run(&ops::Login {
+                session: new,
+                // 0 is no limit; a limit keeps at least the new session.
+                max_sessions: login.max_sessions.map_or(0, |max| max.max(1)),
+                from: from.map(|f| (self.inner.keys.base(&f.tag()), f)),
+                carried: &carried,
+                delta: &login.delta,
+            })
+            .await?;
         if let Some(old) = ends_after {
             if let Err(err) = self
                 .destroy(&Destroy {
@@ -532,30 +398,24 @@ impl SessionStore for RedisStore {
                 tracing::warn!(session = %old, error = %err, "the session a login replaced could not be ended; it idles out");
             }
         }
-        let items = items(&reply)?;
-        Ok(LoginOutcome {
-            evicted: session_ids(at(items, 0)?)?,
-            data: pairs(at(items, 1)?)?.into_iter().collect::<HashMap<_, _>>(),
-        })
+        Ok(outcome)
     }
 
     async fn destroy(&self, req: &Destroy) -> Result<bool> {
-        let (id, reason, now) = (&req.id, req.reason, req.now);
-        let (base, key) = self.inner.keys.session(id);
-        let mut inv = self.call(&scripts::DESTROY, &key, &base);
-        inv.arg(id.as_str()).arg(reason_name(reason)).arg(now);
-        Ok(self.run::<i64>(&inv).await? == 1)
+        self.run(&ops::Destroy(req)).await
     }
 
     async fn list_sessions(&self, req: &ListSessions) -> Result<Vec<SessionInfo>> {
         let (user_id, now) = (req.user_id.as_str(), req.now);
         let mut list = Vec::new();
-        self.each_chunk(&scripts::LIST, user_id, now, &[], |rows| {
-            for row in items(rows)?.chunks(6) {
-                list.push(session_info(row)?);
-            }
-            Ok(())
-        })
+        self.each_chunk(
+            |cursor| ops::List {
+                user_id,
+                now,
+                cursor,
+            },
+            |chunk| list.extend(chunk),
+        )
         .await?;
         // A scan may return an entry twice.
         list.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
@@ -564,11 +424,10 @@ impl SessionStore for RedisStore {
     }
 
     async fn revoke(&self, req: &RevokeSessions) -> Result<Vec<SessionId>> {
-        let (user_id, scope, now) = (req.user_id.as_str(), &req.scope, req.now);
-        let (mode, target) = match scope {
-            Revoke::One(id) => ("one", id.as_str()),
-            Revoke::All => ("all", ""),
-            Revoke::AllExcept(id) => ("except", id.as_str()),
+        let op = ops::RevokeSome {
+            user_id: &req.user_id,
+            now: req.now,
+            scope: &req.scope,
         };
         let mut revoked = Vec::new();
         // Bounded: each call removes up to CHUNK entries, so the entries
@@ -576,12 +435,8 @@ impl SessionStore for RedisStore {
         // logins racing the revocation.
         let mut calls_left: Option<usize> = None;
         loop {
-            let reply = self
-                .on_user(&scripts::REVOKE, user_id, now, &[mode, target])
-                .await?;
-            let items = items(&reply)?;
-            revoked.extend(session_ids(at(items, 0)?)?);
-            let left = usize::try_from(int(at(items, 1)?)?).unwrap_or(0);
+            let (ids, left) = self.run(&op).await?;
+            revoked.extend(ids);
             let calls = calls_left.get_or_insert(left / CHUNK + 3);
             *calls = calls.saturating_sub(1);
             if left == 0 || *calls == 0 {
@@ -593,50 +448,17 @@ impl SessionStore for RedisStore {
     async fn sync_user(&self, req: &SyncUser) -> Result<usize> {
         let (user, now) = (&req.user, req.now);
         let mut count = 0;
-        self.each_chunk(&scripts::SYNC_USER, &user.id, now, &[&user.json], |n| {
-            count += usize::try_from(int(n)?).unwrap_or(0);
-            Ok(())
-        })
-        .await?;
+        self.each_chunk(|cursor| ops::SyncUser { user, now, cursor }, |n| count += n)
+            .await?;
         Ok(count)
     }
 
     async fn connect(&self, req: &Connect) -> Result<bool> {
-        let (conn, lease_until, now) = (&req.connection, req.lease_until, req.now);
-        let json = serde_json::to_string(conn)
-            .map_err(|e| StoreError::corrupt(format!("connection not serializable: {e}")))?;
-        let (base, key) = self.inner.keys.session(&conn.session);
-        let mut inv = self.call(&scripts::CONNECT, &key, &base);
-        inv.arg(conn.session.as_str())
-            .arg(now)
-            .arg(&conn.id)
-            .arg(format!("{lease_until}|{json}"));
-        Ok(self.run::<i64>(&inv).await? == 1)
+        self.run(&ops::Connect::new(req)?).await
     }
 
     async fn fetch(&self, f: &Fetch) -> Result<Option<Fetched>> {
-        let (base, key) = self.inner.keys.session(&f.id);
-        let mut inv = self.call(&scripts::FETCH, &key, &base);
-        let (conn, until) = f
-            .lease
-            .as_ref()
-            .map_or(("", 0), |(c, until)| (c.as_str(), *until));
-        inv.arg(f.id.as_str())
-            .arg(f.now)
-            .arg(f.known.as_ref().map_or("", |k| k.hash.as_str()))
-            .arg(conn)
-            .arg(until);
-        let reply: Value = self.run(&inv).await?;
-        let items = items(&reply)?;
-        if items.is_empty() {
-            return Ok(None);
-        }
-        let replacement = text(at(items, 0)?)?;
-        Ok(Some(Fetched {
-            replacement: (!replacement.is_empty()).then_some(replacement),
-            known_is_current: int(at(items, 1)?)? == 1,
-            record: record(f.id.clone(), at(items, 2)?, at(items, 3)?)?,
-        }))
+        self.run(&ops::Fetch(f)).await
     }
 
     async fn disconnect(&self, req: &Disconnect) -> Result<()> {
@@ -650,14 +472,14 @@ impl SessionStore for RedisStore {
     async fn list_connections(&self, req: &ListConnections) -> Result<Vec<Connection>> {
         let (user_id, now) = (req.user_id.as_str(), req.now);
         let mut list: Vec<Connection> = Vec::new();
-        self.each_chunk(&scripts::CONNECTIONS, user_id, now, &[], |values| {
-            for v in items(values)? {
-                let conn = serde_json::from_str(&text(v)?)
-                    .map_err(|e| StoreError::corrupt(format!("unreadable connection: {e}")))?;
-                list.push(conn);
-            }
-            Ok(())
-        })
+        self.each_chunk(
+            |cursor| ops::Connections {
+                user_id,
+                now,
+                cursor,
+            },
+            |chunk| list.extend(chunk),
+        )
         .await?;
         list.sort_by(|a, b| a.id.cmp(&b.id));
         list.dedup_by(|a, b| a.id == b.id);

@@ -1,22 +1,172 @@
-//! Reading script replies back into store types. Anything that does not
-//! have the expected shape is a [`StoreError::corrupt`], never a panic.
+//! Reading script replies back into store types: every reply's layout is
+//! decoded here, one function per layout, named by the operation in
+//! [`ops`](super::ops) that gets it. Anything that does not have the
+//! expected shape is a [`StoreError::corrupt`], never a panic.
 
 use std::collections::HashMap;
 
 use redis::Value;
 
+use super::ops::Chunk;
 use crate::clock::Millis;
-use crate::store::{BoundUser, Result, SessionRecord, StoreError};
+use crate::store::{
+    BoundUser, Connection, Fetched, LoginOutcome, Lookup, Result, Rotated, SessionInfo,
+    SessionRecord, StoreError, TokenState,
+};
 use crate::token::SessionId;
 
-pub(super) fn items(v: &Value) -> Result<&[Value]> {
+/// `load`: `{'missing'} | {'stale', id} | {'found', id, state, sealed, seen, flat}`.
+pub(super) fn lookup(reply: &Value) -> Result<Lookup> {
+    let items = items(reply)?;
+    match utf8(at(items, 0)?)? {
+        "missing" => Ok(Lookup::Missing),
+        "stale" => Ok(Lookup::Stale(session_id(at(items, 1)?)?)),
+        "found" => {
+            let id = session_id(at(items, 1)?)?;
+            let token = match utf8(at(items, 2)?)? {
+                "current" => TokenState::Current,
+                "replaced" => TokenState::Replaced {
+                    sealed: text(at(items, 3)?)?,
+                },
+                "superseded" => TokenState::Superseded,
+                "lapsed" => TokenState::Lapsed,
+                other => {
+                    return Err(StoreError::corrupt(format!(
+                        "unknown token state {other:?}"
+                    )))
+                }
+            };
+            let record = record(id, at(items, 4)?, at(items, 5)?)?;
+            Ok(Lookup::Found { record, token })
+        }
+        other => Err(StoreError::corrupt(format!("unknown load reply {other:?}"))),
+    }
+}
+
+/// `rotate`: `{'installed'} | {'existing', sealed} | {'superseded'} | {'gone'}`.
+pub(super) fn rotated(reply: &Value) -> Result<Rotated> {
+    let items = items(reply)?;
+    match utf8(at(items, 0)?)? {
+        "installed" => Ok(Rotated::Installed),
+        "existing" => Ok(Rotated::Existing(text(at(items, 1)?)?)),
+        "superseded" => Ok(Rotated::Superseded),
+        "gone" => Ok(Rotated::Gone),
+        other => Err(StoreError::corrupt(format!(
+            "unknown rotate reply {other:?}"
+        ))),
+    }
+}
+
+/// `create`, `save`, `regenerate`, `destroy`, `connect`: 1 if it happened,
+/// 0 if the session was gone.
+pub(super) fn flag(reply: &Value) -> Result<bool> {
+    Ok(int(reply)? == 1)
+}
+
+/// `login`: `{evicted ids, data pairs}`.
+pub(super) fn login(reply: &Value) -> Result<LoginOutcome> {
+    let items = items(reply)?;
+    Ok(LoginOutcome {
+        evicted: session_ids(at(items, 0)?)?,
+        data: pairs(at(items, 1)?)?.into_iter().collect::<HashMap<_, _>>(),
+    })
+}
+
+/// `fetch`: `{} | {replacement sealed or '', known is current (0/1), seen, flat}`.
+pub(super) fn fetched(id: &SessionId, reply: &Value) -> Result<Option<Fetched>> {
+    let items = items(reply)?;
+    if items.is_empty() {
+        return Ok(None);
+    }
+    let replacement = text(at(items, 0)?)?;
+    Ok(Some(Fetched {
+        replacement: (!replacement.is_empty()).then_some(replacement),
+        known_is_current: int(at(items, 1)?)? == 1,
+        record: record(id.clone(), at(items, 2)?, at(items, 3)?)?,
+    }))
+}
+
+/// `revoke`: `{ids revoked, entries left to look at}`.
+pub(super) fn revoked(reply: &Value) -> Result<(Vec<SessionId>, usize)> {
+    let items = items(reply)?;
+    let left = usize::try_from(int(at(items, 1)?)?)
+        .map_err(|_| StoreError::corrupt("a negative count"))?;
+    Ok((session_ids(at(items, 0)?)?, left))
+}
+
+/// A chunk of a scan of a user's index: `{next cursor, what the chunk gave}`.
+pub(super) fn chunk<T>(reply: &Value, each: impl FnOnce(&Value) -> Result<T>) -> Result<Chunk<T>> {
+    let items = items(reply)?;
+    Ok(Chunk {
+        next: text(at(items, 0)?)?,
+        items: each(at(items, 1)?)?,
+    })
+}
+
+/// `sync_user`'s chunk: how many sessions it updated.
+pub(super) fn count(reply: &Value) -> Result<usize> {
+    usize::try_from(int(reply)?).map_err(|_| StoreError::corrupt("a negative count"))
+}
+
+/// `list`'s chunk: flat rows of [`LIST_ROW`] values, per session: id,
+/// created, seen, idle, absolute deadline or '', `=label` or '', device
+/// json or ''.
+pub(super) fn session_infos(reply: &Value) -> Result<Vec<SessionInfo>> {
+    let rows = items(reply)?;
+    if rows.len() % LIST_ROW != 0 {
+        return Err(StoreError::corrupt("short session row"));
+    }
+    rows.chunks_exact(LIST_ROW).map(session_info).collect()
+}
+
+const LIST_ROW: usize = 7;
+
+fn session_info(row: &[Value]) -> Result<SessionInfo> {
+    let [id, created, seen, idle, abs, label, device] = row else {
+        return Err(StoreError::corrupt("short session row"));
+    };
+    let number = |v| utf8(v).and_then(number);
+    let last_seen = number(seen)?;
+    let absolute = utf8(abs)?;
+    Ok(SessionInfo {
+        id: session_id(id)?,
+        created_at: number(created)?,
+        last_seen,
+        idle_deadline: last_seen.saturating_add(number(idle)?),
+        absolute_deadline: (!absolute.is_empty())
+            .then(|| self::number(absolute))
+            .transpose()?,
+        label: utf8(label)?.strip_prefix('=').map(str::to_owned),
+        device: match utf8(device)? {
+            "" => None,
+            json => Some(crate::device::from_stored(json)?),
+        },
+    })
+}
+
+/// `connections`' chunk: connection json values.
+pub(super) fn connections(reply: &Value) -> Result<Vec<Connection>> {
+    items(reply)?
+        .iter()
+        .map(|v| {
+            serde_json::from_str(utf8(v)?)
+                .map_err(|e| StoreError::corrupt(format!("unreadable connection: {e}")))
+        })
+        .collect()
+}
+
+fn session_ids(reply: &Value) -> Result<Vec<SessionId>> {
+    items(reply)?.iter().map(session_id).collect()
+}
+
+fn items(v: &Value) -> Result<&[Value]> {
     match v {
         Value::Array(items) => Ok(items),
         _ => Err(StoreError::corrupt("expected an array reply")),
     }
 }
 
-pub(super) fn text(v: &Value) -> Result<String> {
+fn text(v: &Value) -> Result<String> {
     match v {
         Value::BulkString(bytes) => String::from_utf8(bytes.clone())
             .map_err(|_| StoreError::corrupt("a reply is not UTF-8")),
@@ -26,7 +176,7 @@ pub(super) fn text(v: &Value) -> Result<String> {
     }
 }
 
-pub(super) fn int(v: &Value) -> Result<i64> {
+fn int(v: &Value) -> Result<i64> {
     match v {
         Value::Int(n) => Ok(*n),
         other => i64::try_from(number(&text(other)?)?)
@@ -34,24 +184,24 @@ pub(super) fn int(v: &Value) -> Result<i64> {
     }
 }
 
-pub(super) fn number(s: &str) -> Result<Millis> {
+fn number(s: &str) -> Result<Millis> {
     s.parse()
         .map_err(|_| StoreError::corrupt(format!("expected a number, got {s:?}")))
 }
 
-pub(super) fn session_id(v: &Value) -> Result<SessionId> {
+fn session_id(v: &Value) -> Result<SessionId> {
     SessionId::parse(&text(v)?).ok_or_else(|| StoreError::corrupt("malformed session id"))
 }
 
 /// The element at `i`, or a corrupt-reply error.
-pub(super) fn at(items: &[Value], i: usize) -> Result<&Value> {
+fn at(items: &[Value], i: usize) -> Result<&Value> {
     items
         .get(i)
         .ok_or_else(|| StoreError::corrupt("a reply is too short"))
 }
 
 /// Key/value pairs from a flat array.
-pub(super) fn pairs(v: &Value) -> Result<Vec<(String, String)>> {
+fn pairs(v: &Value) -> Result<Vec<(String, String)>> {
     items(v)?
         .chunks(2)
         .map(|pair| match pair {

@@ -20,8 +20,6 @@ use std::sync::LazyLock;
 use redis::{Cmd, ToRedisArgs};
 use sha2::{Digest, Sha256};
 
-use crate::store::{Delta, NewSession};
-
 /// One script: its name, and its body (run after the prelude).
 pub(super) struct Script {
     name: &'static str,
@@ -178,56 +176,4 @@ pub(super) fn function_load() -> Cmd {
     let mut cmd = redis::cmd("FUNCTION");
     cmd.arg("LOAD").arg("REPLACE").arg(&LIBRARY.source);
     cmd
-}
-
-/// Appends a delta in the layout `read_delta` in the prelude expects.
-pub(super) fn push_delta(inv: &mut Call, delta: &Delta) {
-    inv.arg(if delta.clear { "1" } else { "0" })
-        .arg(
-            delta
-                .idle_timeout
-                .map(|t| t.to_string())
-                .unwrap_or_default(),
-        )
-        .arg(present(delta.label.as_deref()))
-        .arg(delta.remove.len());
-    for key in &delta.remove {
-        inv.arg(key);
-    }
-    inv.arg(delta.set.len());
-    for (key, value) in &delta.set {
-        inv.arg(key).arg(value);
-    }
-}
-
-/// Appends a session to create, in the layout `new_session` in the prelude
-/// expects.
-pub(super) fn push_new_session(inv: &mut Call, new: &NewSession) {
-    let user = new.user.as_ref();
-    inv.arg(new.id.as_str())
-        .arg(&new.token.hash)
-        .arg(new.now)
-        .arg(new.idle_timeout)
-        .arg(
-            new.absolute_deadline
-                .map(|d| d.to_string())
-                .unwrap_or_default(),
-        )
-        .arg(present(user.map(|u| u.id.as_str())))
-        .arg(user.map_or("", |u| u.json.as_str()))
-        .arg(present(new.label.as_deref()));
-}
-
-/// Appends key/value pairs, preceded by their number.
-pub(super) fn push_pairs(inv: &mut Call, pairs: &[(String, String)]) {
-    inv.arg(pairs.len());
-    for (key, value) in pairs {
-        inv.arg(key).arg(value);
-    }
-}
-
-/// An optional text as scripts take and give it: `=` and the text, or empty
-/// for none, so that an empty text stays distinguishable from none.
-pub(super) fn present(text: Option<&str>) -> String {
-    text.map(|t| format!("={t}")).unwrap_or_default()
 }

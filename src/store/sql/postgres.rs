@@ -95,23 +95,25 @@ impl Sql {
         // `n` is referenced by the final `SELECT`, so it is evaluated (a
         // `SELECT` in `WITH` that nothing reads is not); `pg_notify` queues
         // the notification until the statement's transaction commits.
+        let revoked = &EndReason::Revoked.name();
+        let expired = &EndReason::Expired.name();
         let notifying = |dml: &str, reason: &str, now: &str| {
             format!(
                 "WITH d AS ({dml}), n AS (SELECT pg_notify({channel}, \
-                 CASE WHEN d.expires_at > {now} THEN '{reason}' ELSE 'expired' END \
+                 CASE WHEN d.expires_at > {now} THEN '{reason}' ELSE '{expired}' END \
                  || ':' || d.id) FROM d) SELECT d.*, (SELECT count(*) FROM n) FROM d"
             )
         };
-        let revoked = reason_name(EndReason::Revoked);
+
         Sql {
-            expire: notifying(EXPIRE, "expired", "$2"),
+            expire: notifying(EXPIRE, expired, "$2"),
             // The reason is `$3`: destroy takes it from the caller.
             destroy: notifying(DESTROY, "' || $3 || '", "$2"),
             revoke_one: notifying(REVOKE_ONE, revoked, "$3"),
             revoke_chunk: notifying(REVOKE_CHUNK, revoked, "$3"),
-            prune_user: notifying(PRUNE_USER, "expired", "$2"),
-            purge: notifying(PURGE, "expired", "$1"),
-            take_from: notifying(TAKE_FROM, reason_name(EndReason::Replaced), "$2"),
+            prune_user: notifying(PRUNE_USER, expired, "$2"),
+            purge: notifying(PURGE, expired, "$1"),
+            take_from: notifying(TAKE_FROM, &EndReason::Replaced.name(), "$2"),
             evict: notifying(
                 "DELETE FROM sessionkit_sessions WHERE id IN \
                  (SELECT id FROM sessionkit_sessions WHERE user_id = $1 AND id <> $2 \
@@ -218,6 +220,7 @@ impl PostgresStore {
                 break;
             }
             purged += rows.len();
+            crate::metrics::sessions_ended(crate::metrics::Ended::Expiry, rows.len());
         }
         sqlx::query(PURGE_LEASES)
             .bind(t)
@@ -343,6 +346,7 @@ impl SessionStore for PostgresStore {
         new.check_user_tag()?;
         let row = Stored::new(new, new.data.iter().cloned().collect()).encode()?;
         bind_row!(sqlx::query(&insert_sql()), &row)
+            .bind(crate::device::stored(new.device.as_ref()))
             .execute(&self.inner.pool)
             .await
             .map_err(sqlx_error)?;
@@ -420,6 +424,7 @@ impl SessionStore for PostgresStore {
         let (mut data, _) = carried_data(taken, &user.id, now)?;
         let row = login_row(login, &mut data)?;
         bind_row!(sqlx::query(&insert_sql()), &row)
+            .bind(crate::device::stored(login.session.device.as_ref()))
             .execute(&mut *tx)
             .await
             .map_err(sqlx_error)?;
@@ -446,7 +451,7 @@ impl SessionStore for PostgresStore {
         let rows: Vec<(String, i64)> = sqlx::query_as(&self.inner.sql.destroy)
             .bind(id.as_str())
             .bind(db_time(now)?)
-            .bind(reason_name(reason))
+            .bind(reason.name())
             .fetch_all(&self.inner.pool)
             .await
             .map_err(sqlx_error)?;

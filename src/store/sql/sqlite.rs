@@ -61,6 +61,27 @@ pub struct SqliteStore {
 struct Inner {
     pool: SqlitePool,
     events: broadcast::Sender<SessionEnded>,
+    /// Writers of this store take turns per routing tag (a session's tag,
+    /// shared by its tokens): SQLite has one writer at a time anyway, and
+    /// compare-and-set writers racing on one row inside one process only
+    /// lose to each other. With dozens of requests on one session, the last
+    /// could lose every attempt. Other processes on the file still race,
+    /// and the compare-and-set keeps that correct.
+    writers: Vec<tokio::sync::Mutex<()>>,
+}
+
+/// How many turn-taking locks a store has: sessions of different tags
+/// mostly take different ones.
+const WRITERS: usize = 32;
+
+impl Inner {
+    fn writer(&self, tag: &crate::token::Tag) -> &tokio::sync::Mutex<()> {
+        let h = tag
+            .as_str()
+            .bytes()
+            .fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize));
+        &self.writers[h % WRITERS]
+    }
 }
 
 impl SqliteStore {
@@ -111,7 +132,11 @@ impl SqliteStore {
     pub fn new(pool: SqlitePool) -> SqliteStore {
         let (events, _) = broadcast::channel(1024);
         SqliteStore {
-            inner: Arc::new(Inner { pool, events }),
+            inner: Arc::new(Inner {
+                pool,
+                events,
+                writers: (0..WRITERS).map(|_| tokio::sync::Mutex::new(())).collect(),
+            }),
         }
     }
 
@@ -146,6 +171,7 @@ impl SqliteStore {
                 break;
             }
             purged += rows.len();
+            crate::metrics::sessions_ended(crate::metrics::Ended::Expiry, rows.len());
             self.publish(ends(&rows, now, EndReason::Expired)?.0);
         }
         sqlx::query(PURGE_LEASES)
@@ -283,6 +309,7 @@ impl SessionStore for SqliteStore {
         new.check_user_tag()?;
         let row = Stored::new(new, new.data.iter().cloned().collect()).encode()?;
         bind_row!(sqlx::query(&insert_sql()), &row)
+            .bind(crate::device::stored(new.device.as_ref()))
             .execute(&self.inner.pool)
             .await
             .map_err(sqlx_error)?;
@@ -291,15 +318,18 @@ impl SessionStore for SqliteStore {
 
     async fn save(&self, req: &Save) -> Result<bool> {
         let (id, delta, now) = (&req.id, &req.delta, req.now);
+        let _turn = self.inner.writer(&id.tag()).lock().await;
         save(self, id, delta, now).await
     }
 
     async fn rotate(&self, rotation: &Rotation) -> Result<Rotated> {
+        let _turn = self.inner.writer(&rotation.id.tag()).lock().await;
         rotate(self, rotation).await
     }
 
     async fn regenerate(&self, req: &Regenerate) -> Result<bool> {
         let (id, new, delta, now) = (&req.id, &req.token, &req.delta, req.now);
+        let _turn = self.inner.writer(&id.tag()).lock().await;
         regenerate(self, id, new, delta, now).await
     }
 
@@ -324,6 +354,7 @@ impl SessionStore for SqliteStore {
         let (mut data, mut events) = carried_data(taken, &user.id, now)?;
         let row = login_row(login, &mut data)?;
         bind_row!(sqlx::query(&insert_sql()), &row)
+            .bind(crate::device::stored(login.session.device.as_ref()))
             .execute(&mut *tx)
             .await
             .map_err(sqlx_error)?;

@@ -1,6 +1,9 @@
 -- Registers a connection under a live session.
 -- KEYS[1] session key. ARGV[3] id, [4] now, [5] connection id,
 -- [6] `<lease until>|<connection json>`.
+-- Reply: 1 if the session is live, else 0.
+-- Sent as `ops::Connect`, read by `reply::flag` (src/store/redis/): the
+-- ARGV order above is the order of that struct's arguments.
 local now = tonumber(ARGV[4])
 local s = alive(BASE, ARGV[3], now, meta)
 if not s then return 0 end

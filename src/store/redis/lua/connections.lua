@@ -2,6 +2,8 @@
 -- leases are dropped on the way. KEYS[1] user index. ARGV[3] user id,
 -- [4] now, [5] cursor.
 -- Reply: {next cursor ('0': done), connection json values}
+-- Sent as `ops::Connections`, read by `reply::chunk + reply::connections` (src/store/redis/): the
+-- ARGV order above is the order of that struct's arguments.
 local now = tonumber(ARGV[4])
 local list, cursor = user_chunk(BASE, ARGV[3], ARGV[5], now)
 local out = {}

@@ -2,6 +2,8 @@
 -- connection's lease. KEYS[1] session key. ARGV[3] id, [4] now,
 -- [5] known token digest or '', [6] connection id or '', [7] lease until.
 -- Reply: {} | {replacement sealed or '', known is current (0/1), seen, flat}
+-- Sent as `ops::Fetch`, read by `reply::fetched` (src/store/redis/): the
+-- ARGV order above is the order of that struct's arguments.
 local now, known, conn = tonumber(ARGV[4]), ARGV[5], ARGV[6]
 local s, flat = alive(BASE, ARGV[3], now, whole)
 if not s then return {} end

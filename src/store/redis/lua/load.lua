@@ -3,6 +3,8 @@
 -- silent read, [6] cijs.
 -- Reply: {'missing'} | {'stale', id}
 --      | {'found', id, 'current'|'replaced'|'superseded'|'lapsed', sealed, seen, flat}
+-- Sent as `ops::Load`, read by `reply::lookup` (src/store/redis/): the
+-- ARGV order above is the order of that struct's arguments.
 local hash, now = ARGV[3], tonumber(ARGV[4])
 local refresh_after, cijs = tonumber(ARGV[5]), tonumber(ARGV[6])
 local id = redis.call('GET', KEYS[1])

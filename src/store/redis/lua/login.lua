@@ -2,15 +2,17 @@
 -- the request had, records it in the user's index and enforces the
 -- per-user limit. The data of a session of another user does not carry
 -- over.
--- KEYS[1] new session key. ARGV[3..10] the session (see new_session),
--- [11] max sessions (0: no limit), [12] base of the old session or '',
--- [13] its id or '', [14] number of carried data pairs, the pairs, then the delta.
+-- KEYS[1] new session key. ARGV[3..11] the session (see new_session),
+-- [12] max sessions (0: no limit), [13] base of the old session or '',
+-- [14] its id or '', [15] number of carried data pairs, the pairs, then the delta.
 -- Reply: {evicted ids, data pairs}
+-- Sent as `ops::Login`, read by `reply::login` (src/store/redis/): the
+-- ARGV order above is the order of that struct's arguments.
 local now = tonumber(ARGV[5])
 local s = new_session()
-local data, i = read_pairs(14)
-if ARGV[13] ~= '' then
-  local from, flat = alive(ARGV[12], ARGV[13], now, whole)
+local data, i = read_pairs(15)
+if ARGV[14] ~= '' then
+  local from, flat = alive(ARGV[13], ARGV[14], now, whole)
   if from then
     -- Data carries over from an anonymous session or one of the same user,
     -- never from another user's.
@@ -24,7 +26,7 @@ if d.idle ~= '' then s.idle = d.idle end
 if d.label ~= '' then s.label = string.sub(d.label, 2) end
 store(s, data, now)
 local evicted = {}
-local max = tonumber(ARGV[11])
+local max = tonumber(ARGV[12])
 if max > 0 then
   local others = {}
   for _, o in ipairs(user_sessions(BASE, s.uid, now)) do

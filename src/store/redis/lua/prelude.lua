@@ -2,8 +2,8 @@
 --
 -- Key layout, all under one base `<prefix>{<tag>}:` so a session's keys
 -- share a Redis Cluster hash slot:
---   s:<id>      hash: `m` the packed metadata (see PACKED), `uid`, `user`
---               and `label` when set, and data fields named `d:<key>`
+--   s:<id>      hash: `m` the packed metadata (see PACKED), `uid`, `user`,
+--               `label` and `device` when set, and data fields named `d:<key>`
 --   t:<digest>  string: the session id a token digest points at
 --   r:<id>      string: the current token sealed under the previous one,
 --               until it is adopted or the previous token's grace ends
@@ -43,7 +43,7 @@ local PACKED = {'created', 'seen', 'idle', 'abs', 'ttg', 'rot', 'renew', 'cur', 
 local UNPACK = '^([^,]*),([^,]*),([^,]*),([^,]*),([^,]*),([^,]*),([^,]*),([^,]*),([^,]*),'
   .. '([^,]*),([^,]*),([^,]*)$'
 -- The metadata kept as fields of their own: texts the caller chose.
-local TEXTS = {uid = true, user = true, label = true}
+local TEXTS = {uid = true, user = true, label = true, device = true}
 -- unpack() is limited by the Lua stack: long argument lists go in chunks.
 local CHUNK = 500
 -- The longest TTL set (2^48 ms, about 8,900 years).
@@ -203,8 +203,9 @@ local function alive(base, id, now, read)
   return s, flat
 end
 
--- A session to create, from ARGV[3..10]: id, token digest, now, idle,
--- absolute deadline or '', `=user id` or '', user json, `=label` or ''.
+-- A session to create, from ARGV[3..11]: id, token digest, now, idle,
+-- absolute deadline or '', `=user id` or '', user json, `=label` or '',
+-- `=device json` or '' (`ops::push_new_session`).
 local function new_session()
   local s = {base = BASE, id = ARGV[3], cur = ARGV[4], created = ARGV[5], seen = ARGV[5],
              ttg = ARGV[5], idle = ARGV[6], adopted = '1'}
@@ -214,6 +215,7 @@ local function new_session()
     s.user = ARGV[9]
   end
   if ARGV[10] ~= '' then s.label = string.sub(ARGV[10], 2) end
+  if ARGV[11] ~= '' then s.device = string.sub(ARGV[11], 2) end
   return s
 end
 

@@ -1,5 +1,8 @@
 -- Replaces every token of a session, with no grace window, and applies a
 -- delta. KEYS[1] session key. ARGV[3] id, [4] new digest, [5] now, [6..] delta.
+-- Reply: 1 if the session is live, else 0.
+-- Sent as `ops::Regenerate`, read by `reply::flag` (src/store/redis/): the
+-- ARGV order above is the order of that struct's arguments.
 local now = tonumber(ARGV[5])
 local s = alive(BASE, ARGV[3], now, meta)
 if not s then return 0 end

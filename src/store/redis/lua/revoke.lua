@@ -4,6 +4,8 @@
 -- repeats it while entries remain.
 -- KEYS[1] user index. ARGV[3] user id, [4] now, [5] 'one'|'all'|'except', [6] id.
 -- Reply: {ids revoked, entries left to look at}
+-- Sent as `ops::RevokeSome`, read by `reply::revoked` (src/store/redis/): the
+-- ARGV order above is the order of that struct's arguments.
 local uid, now, mode, target = ARGV[3], tonumber(ARGV[4]), ARGV[5], ARGV[6]
 local u = KEYS[1]
 local out = {}

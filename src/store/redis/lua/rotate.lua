@@ -3,6 +3,8 @@
 -- KEYS[1] session key. ARGV[3] id, [4] old digest, [5] new digest,
 -- [6] new sealed under old, [7] now, [8] ojs, [9] cijs.
 -- Reply: {'installed'} | {'existing', sealed} | {'superseded'} | {'gone'}
+-- Sent as `ops::Rotate`, read by `reply::rotated` (src/store/redis/): the
+-- ARGV order above is the order of that struct's arguments.
 local old, new, sealed = ARGV[4], ARGV[5], ARGV[6]
 local now, ojs, cijs = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
 local s = alive(BASE, ARGV[3], now, meta)

@@ -1,5 +1,8 @@
 -- Applies a delta to a live session; never brings a session back.
 -- KEYS[1] session key. ARGV[3] id, [4] now, [5..] the delta.
+-- Reply: 1 if the session is live, else 0.
+-- Sent as `ops::Save`, read by `reply::flag` (src/store/redis/): the
+-- ARGV order above is the order of that struct's arguments.
 local now = tonumber(ARGV[4])
 local s = alive(BASE, ARGV[3], now, meta)
 if not s then return 0 end
