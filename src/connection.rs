@@ -21,6 +21,16 @@
 //!   [`subscribe`](crate::SessionStore::subscribe) feed), or found expired
 //!   by a heartbeat.
 //!
+//! A connection can also drive its session over its own messages, as
+//! dce-session's socket sessions do: [`Session::connect_anonymous`] opens
+//! one without a stored session, and each message works on
+//! [`LiveSession::session`] and ends with [`LiveSession::commit`], which
+//! saves, and returns the [`TokenUpdate`] to tell the client in a message.
+//! A message that logs in (or writes the first data) binds the connection
+//! to the new session; one that logs out leaves it open and anonymous. Its
+//! own login or logout never ends the connection; only the session ending
+//! elsewhere does.
+//!
 //! ```no_run
 //! use axum::extract::ws::{CloseFrame, Message, WebSocketUpgrade};
 //! use axum::response::Response;
@@ -61,7 +71,7 @@ use tokio::task::JoinHandle;
 use crate::clock::{ms, Millis};
 use crate::error::Error;
 use crate::hub::{Hub, Watcher};
-use crate::session::Session;
+use crate::session::{CommitError, Session, TokenUpdate};
 use crate::shared::Shared;
 use crate::store::{Connect, Connection, Disconnect, EndReason, Fetch};
 use crate::token::{unseal, SessionId, Token};
@@ -77,82 +87,76 @@ const LEASE_HEARTBEATS: u32 = 3;
 pub struct LiveSession {
     shared: Arc<Shared>,
     hub: Arc<Hub>,
-    connection: Connection,
+    /// This connection's id, kept across the sessions it is bound to.
+    connection_id: String,
+    /// The session it holds, `None` while anonymous.
+    bound: Option<Bound>,
+    ended_tx: watch::Sender<Option<EndReason>>,
     ended: watch::Receiver<Option<EndReason>>,
+    token_tx: watch::Sender<Option<Token>>,
     token: watch::Receiver<Option<Token>>,
-    heartbeat: JoinHandle<()>,
     closed: bool,
+}
+
+/// A connection's registration under one session, and its heartbeat.
+struct Bound {
+    connection: Connection,
+    heartbeat: JoinHandle<()>,
+}
+
+/// What a session opened for a connection's message needs to know of it:
+/// a login or logout on that session must not end the connection.
+#[derive(Clone)]
+pub(crate) struct LiveLink {
+    hub: Arc<Hub>,
+    connection_id: String,
+}
+
+impl LiveLink {
+    /// Stops routing the end of session `id` to this connection: the
+    /// connection's own message is about to end it.
+    pub(crate) fn detach(&self, id: &SessionId) {
+        self.hub.remove(id, &self.connection_id);
+    }
 }
 
 impl Session {
     /// Opens a connection session: call it in the handler that upgrades to
     /// a WebSocket (or starts a stream), before upgrading.
     ///
-    /// Fails with [`Error::NoSession`] if the request has no stored session.
+    /// Fails with [`Error::NoSession`] if the request has no stored session;
+    /// [`connect_anonymous`](Self::connect_anonymous) accepts that too.
     pub async fn connect(&self) -> Result<LiveSession, Error> {
-        let shared = self.shared_arc();
-        let (id, token) = self.identity().ok_or(Error::NoSession)?;
-        let hub = shared.hub.get_or_init(|| Hub::start(&shared)).clone();
-        let now = shared.now();
-        let connection = Connection {
-            id: crate::token::random_id(),
-            node: shared.config.node_id.clone(),
-            session: id.clone(),
-            opened_at: now,
-        };
-        let (ended_tx, ended) = watch::channel(None);
-        let (token_tx, token) = watch::channel(token);
-        let recheck = Arc::new(Notify::new());
-        // Watch before registering, so an end between the two is not missed.
-        hub.add(
-            &id,
-            &connection.id,
-            Watcher {
-                ended: ended_tx.clone(),
-                token: token_tx.clone(),
-                recheck: recheck.clone(),
-            },
-        );
-        let lease = now.saturating_add(lease(&shared));
-        let registered = shared
-            .call(
-                "connect",
-                shared.store.connect(&Connect {
-                    connection: connection.clone(),
-                    lease_until: lease,
-                    now,
-                }),
-            )
-            .await;
-        match registered {
-            Ok(true) => {}
-            Ok(false) => {
-                hub.remove(&id, &connection.id);
-                return Err(Error::NoSession);
-            }
-            Err(err) => {
-                hub.remove(&id, &connection.id);
-                return Err(err);
-            }
+        if self.identity().is_none() {
+            return Err(Error::NoSession);
         }
-        let heartbeat = tokio::spawn(beat(
-            shared.clone(),
-            connection.clone(),
-            ended_tx,
-            token_tx,
-            recheck,
-        ));
-        crate::metrics::connections(1);
-        tracing::debug!(session = %id, connection = %connection.id, "connection session opened");
-        Ok(LiveSession {
+        self.connect_anonymous().await
+    }
+
+    /// Opens a connection session, with or without a stored session. Without
+    /// one the connection starts anonymous: it holds no session until one of
+    /// its messages logs in or writes data ([`LiveSession::commit`]).
+    pub async fn connect_anonymous(&self) -> Result<LiveSession, Error> {
+        let shared = self.shared_arc();
+        let hub = shared.hub.get_or_init(|| Hub::start(&shared)).clone();
+        let identity = self.identity();
+        let (ended_tx, ended) = watch::channel(None);
+        let (token_tx, token) = watch::channel(identity.as_ref().and_then(|(_, t)| t.clone()));
+        let mut live = LiveSession {
             shared,
             hub,
-            connection,
+            connection_id: crate::token::random_id(),
+            bound: None,
+            ended_tx,
             ended,
+            token_tx,
             token,
-            heartbeat,
             closed: false,
-        })
+        };
+        if let Some((id, _)) = identity {
+            live.bind(id).await?;
+        }
+        Ok(live)
     }
 }
 
@@ -215,24 +219,28 @@ async fn beat(
 }
 
 impl LiveSession {
-    /// The session's id.
-    pub fn id(&self) -> &SessionId {
-        &self.connection.session
+    /// The session's id, `None` while the connection is anonymous.
+    pub fn id(&self) -> Option<&SessionId> {
+        self.bound.as_ref().map(|b| &b.connection.session)
     }
 
-    /// This connection's entry in the registry.
-    pub fn connection(&self) -> &Connection {
-        &self.connection
+    /// This connection's entry in the registry, `None` while anonymous.
+    pub fn connection(&self) -> Option<&Connection> {
+        self.bound.as_ref().map(|b| &b.connection)
     }
 
     /// The token the client should hold now: the one it connected with, or
-    /// its replacement once the session's token was rotated. `None` if the
-    /// connection was opened from a session the request created.
+    /// its replacement once the session's token was rotated. `None` while
+    /// anonymous, or if the connection was opened from a request holding an
+    /// older token than the session's.
     pub fn token(&self) -> Option<Token> {
         self.token.borrow().clone()
     }
 
-    /// Resolves with the new token each time the session's token is rotated.
+    /// Resolves with the new token each time the session's token is rotated
+    /// elsewhere (by a request, on any node). A change made by this
+    /// connection's own message comes back from [`commit`](Self::commit)
+    /// instead, not here as well.
     pub async fn token_changed(&mut self) -> Option<Token> {
         self.token.changed().await.ok()?;
         self.token.borrow_and_update().clone()
@@ -240,10 +248,12 @@ impl LiveSession {
 
     /// Resolves when the session ends: revoked, logged out or destroyed on
     /// any node sharing the store, or expired. Close the socket then (1008,
-    /// policy violation, is the usual code).
+    /// policy violation, is the usual code). An anonymous connection's
+    /// future waits until the connection is bound and its session ends.
     ///
     /// The future does not borrow `self`, so it can sit in a `select!` next
-    /// to [`token_changed`](Self::token_changed).
+    /// to [`token_changed`](Self::token_changed). Make a new one for each
+    /// turn of the loop: a message's own login or logout resets it.
     pub fn ended(&self) -> impl std::future::Future<Output = EndReason> + Send + 'static {
         let mut ended = self.ended.clone();
         async move {
@@ -262,17 +272,30 @@ impl LiveSession {
     }
 
     /// The session as it is in the store now, for one message: read it,
-    /// change it, and [`save`](Session::save) it (only the changed keys are
-    /// written, as for a request). Fails with [`Error::NoSession`] once the
-    /// session has ended.
+    /// change it, log in or out, and finish with [`commit`](Self::commit)
+    /// (only the changed keys are written, as for a request). An anonymous
+    /// connection gets an empty session, stored when first written to.
+    /// Fails with [`Error::NoSession`] once the session has ended.
     pub async fn session(&self) -> Result<Session, Error> {
+        let link = LiveLink {
+            hub: self.hub.clone(),
+            connection_id: self.connection_id.clone(),
+        };
+        let Some(bound) = &self.bound else {
+            let session = Session::for_connection(self.shared.clone(), None, None, link);
+            session.load().await?;
+            return Ok(session);
+        };
+        if self.is_ended() {
+            return Err(Error::NoSession);
+        }
         let now = self.shared.now();
         let known = self.token();
         let fetch = Fetch {
-            id: self.connection.session.clone(),
+            id: bound.connection.session.clone(),
             known: known.as_ref().map(Token::digest),
             lease: Some((
-                self.connection.id.clone(),
+                self.connection_id.clone(),
                 now.saturating_add(lease(&self.shared)),
             )),
             now,
@@ -282,65 +305,169 @@ impl LiveSession {
             .call("fetch", self.shared.store.fetch(&fetch))
             .await?
             .ok_or(Error::NoSession)?;
-        Ok(Session::detached(
+        Ok(Session::for_connection(
             self.shared.clone(),
-            fetched.record,
+            Some(fetched.record),
             known,
+            link,
         ))
+    }
+
+    /// Commits a session from [`session`](Self::session) and follows what
+    /// it did: returns the [`TokenUpdate`] for the client (send it in a
+    /// message), and moves this connection to the session a login or a
+    /// first write created, or back to anonymous after a logout.
+    pub async fn commit(&mut self, session: &Session) -> Result<TokenUpdate, CommitError> {
+        let committed = session.commit().await;
+        let update = match &committed {
+            Ok(update) => update.clone(),
+            Err(err) => err.update.clone(),
+        };
+        let rebound = self.follow(session, &update).await;
+        match (committed, rebound) {
+            (Err(err), _) => Err(err),
+            (Ok(update), Err(error)) => Err(CommitError { error, update }),
+            (Ok(update), Ok(())) => Ok(update),
+        }
+    }
+
+    async fn follow(&mut self, session: &Session, update: &TokenUpdate) -> Result<(), Error> {
+        match update {
+            TokenUpdate::Replace(token) => {
+                self.token_tx.send_replace(Some(token.clone()));
+                // Told through the update: not again through token_changed.
+                self.token.borrow_and_update();
+            }
+            TokenUpdate::Drop => {
+                self.token_tx.send_replace(None);
+                self.token.borrow_and_update();
+            }
+            _ => {}
+        }
+        let now = session.id();
+        if now.as_ref() == self.id() {
+            return Ok(());
+        }
+        self.unbind();
+        // The previous session ended by this connection's own hand (or was
+        // found ended): that is not this connection's end.
+        self.ended_tx.send_replace(None);
+        match now {
+            Some(id) => self.bind(id).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Registers this connection under session `id` and starts its
+    /// heartbeat.
+    async fn bind(&mut self, id: SessionId) -> Result<(), Error> {
+        let shared = &self.shared;
+        let now = shared.now();
+        let connection = Connection {
+            id: self.connection_id.clone(),
+            node: shared.config.node_id.clone(),
+            session: id.clone(),
+            opened_at: now,
+        };
+        let recheck = Arc::new(Notify::new());
+        // Watch before registering, so an end between the two is not missed.
+        self.hub.add(
+            &id,
+            &connection.id,
+            Watcher {
+                ended: self.ended_tx.clone(),
+                token: self.token_tx.clone(),
+                recheck: recheck.clone(),
+            },
+        );
+        let registered = shared
+            .call(
+                "connect",
+                shared.store.connect(&Connect {
+                    connection: connection.clone(),
+                    lease_until: now.saturating_add(lease(shared)),
+                    now,
+                }),
+            )
+            .await;
+        match registered {
+            Ok(true) => {}
+            Ok(false) => {
+                self.hub.remove(&id, &connection.id);
+                return Err(Error::NoSession);
+            }
+            Err(err) => {
+                self.hub.remove(&id, &connection.id);
+                return Err(err);
+            }
+        }
+        let heartbeat = tokio::spawn(beat(
+            shared.clone(),
+            connection.clone(),
+            self.ended_tx.clone(),
+            self.token_tx.clone(),
+            recheck,
+        ));
+        crate::metrics::connections(1);
+        tracing::debug!(session = %id, connection = %connection.id, "connection bound to its session");
+        self.bound = Some(Bound {
+            connection,
+            heartbeat,
+        });
+        Ok(())
+    }
+
+    /// Stops the heartbeat and the routing of events, and removes the
+    /// registry entry in the background.
+    fn unbind(&mut self) {
+        let Some(bound) = self.bound.take() else {
+            return;
+        };
+        crate::metrics::connections(-1);
+        bound.heartbeat.abort();
+        self.hub
+            .remove(&bound.connection.session, &bound.connection.id);
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let shared = self.shared.clone();
+            runtime.spawn(async move { disconnect(&shared, &bound.connection).await });
+        }
     }
 
     /// Stops the heartbeat and removes the connection from the registry.
     pub async fn close(mut self) {
-        self.shutdown();
-        let s = &self.shared;
-        let removed = s
-            .call(
-                "disconnect",
-                s.store.disconnect(&Disconnect {
-                    id: self.connection.session.clone(),
-                    connection_id: self.connection.id.clone(),
-                    now: s.now(),
-                }),
-            )
-            .await;
-        if removed.is_err() {
-            tracing::debug!(connection = %self.connection.id, "connection left to expire from the registry");
+        self.closed = true;
+        if let Some(bound) = self.bound.take() {
+            crate::metrics::connections(-1);
+            bound.heartbeat.abort();
+            self.hub
+                .remove(&bound.connection.session, &bound.connection.id);
+            disconnect(&self.shared, &bound.connection).await;
         }
     }
+}
 
-    fn shutdown(&mut self) {
-        if !self.closed {
-            self.closed = true;
-            crate::metrics::connections(-1);
-            self.heartbeat.abort();
-            self.hub
-                .remove(&self.connection.session, &self.connection.id);
-        }
+async fn disconnect(shared: &Shared, connection: &Connection) {
+    let removed = shared
+        .call(
+            "disconnect",
+            shared.store.disconnect(&Disconnect {
+                id: connection.session.clone(),
+                connection_id: connection.id.clone(),
+                now: shared.now(),
+            }),
+        )
+        .await;
+    if removed.is_err() {
+        tracing::debug!(connection = %connection.id, "connection left to expire from the registry");
     }
 }
 
 impl Drop for LiveSession {
     fn drop(&mut self) {
-        if self.closed {
-            return;
-        }
-        self.shutdown();
-        // Unregister in the background; without a runtime the lease ends it.
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            let shared = self.shared.clone();
-            let connection = self.connection.clone();
-            runtime.spawn(async move {
-                let _ = shared
-                    .call(
-                        "disconnect",
-                        shared.store.disconnect(&Disconnect {
-                            id: connection.session.clone(),
-                            connection_id: connection.id.clone(),
-                            now: shared.now(),
-                        }),
-                    )
-                    .await;
-            });
+        if !self.closed {
+            // Unregisters in the background; without a runtime the lease
+            // ends it.
+            self.unbind();
         }
     }
 }
@@ -348,8 +475,8 @@ impl Drop for LiveSession {
 impl std::fmt::Debug for LiveSession {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LiveSession")
-            .field("session", &self.connection.session)
-            .field("connection", &self.connection.id)
+            .field("session", &self.id())
+            .field("connection", &self.connection_id)
             .finish_non_exhaustive()
     }
 }

@@ -58,6 +58,7 @@
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod clock;
 mod config;
 #[cfg(feature = "conformance")]
@@ -78,6 +79,7 @@ pub mod token;
 mod transport;
 mod user;
 
+pub use access::Access;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{ConfigError, StaleTokenPolicy, MAX_DURATION};
 pub use connection::LiveSession;
@@ -90,7 +92,7 @@ pub use guard::{LoggedIn, LoginRejection};
 pub use layer::{SessionLayer, SessionLayerBuilder};
 pub use manager::SessionManager;
 pub use regeneration::Regeneration;
-pub use session::Session;
+pub use session::{CommitError, Session, TokenUpdate};
 #[cfg(feature = "postgres")]
 pub use store::PostgresStore;
 #[cfg(feature = "sqlite")]

@@ -2,14 +2,16 @@
 
 use std::sync::Arc;
 
+use crate::access::Access;
 use crate::config::Config;
 use crate::error::Error;
+use crate::session::Session;
 use crate::shared::Shared;
 use crate::store::{
     BoundUser, Connection, ListConnections, ListSessions, Revoke, RevokeSessions, SessionInfo,
     SessionStore, SyncUser,
 };
-use crate::token::SessionId;
+use crate::token::{SessionId, Token};
 use crate::user::SessionUser;
 
 /// Lists and revokes a user's sessions, and updates the user object they
@@ -49,6 +51,51 @@ impl SessionManager {
 
     pub(crate) fn from_shared(shared: Arc<Shared>) -> Self {
         SessionManager { shared }
+    }
+
+    /// Opens the session a client's token names, from any transport: a
+    /// WebSocket message, a line of a TCP protocol, a CLI. The same
+    /// guarantees as through the layer: one store round trip to load (the
+    /// idle deadline slides, a due token is rotated with its grace window),
+    /// delta writes, [`login`](Session::login) / [`logout`](Session::logout)
+    /// / [`regenerate`](Session::regenerate). Finish with
+    /// [`Session::commit`], which saves and says what the client must do
+    /// with its token.
+    ///
+    /// `token` is what the client sent, as text; a malformed one, an unknown
+    /// one or none gives an empty session (a new one is stored when first
+    /// written to, never under the client's own value). The settings are the
+    /// layer's when the manager comes from
+    /// [`SessionLayer::manager`](crate::SessionLayer::manager) (build a layer
+    /// just for its settings outside HTTP: the cookie ones are unused).
+    ///
+    /// ```
+    /// # async fn demo() -> Result<(), sessionkit::Error> {
+    /// use sessionkit::{MemoryStore, SessionLayer, TokenUpdate};
+    ///
+    /// let manager = SessionLayer::builder(MemoryStore::new()).build().manager();
+    /// let session = manager.open(None).await?;
+    /// session.insert("greeting", "hello")?;
+    /// let TokenUpdate::Replace(token) = session.commit().await? else {
+    ///     unreachable!("a new session has a new token");
+    /// };
+    /// // Later, from whatever the client sends back:
+    /// let again = manager.open(Some(token.as_str())).await?;
+    /// assert_eq!(again.get::<String>("greeting")?.as_deref(), Some("hello"));
+    /// # Ok(()) }
+    /// ```
+    pub async fn open(&self, token: Option<&str>) -> Result<Session, Error> {
+        self.open_with(token, Access::new()).await
+    }
+
+    /// [`open`](Self::open) with an [`Access`] other than the default: a
+    /// silent read that does not extend the idle deadline, no rotation, or a
+    /// rotation now.
+    pub async fn open_with(&self, token: Option<&str>, access: Access) -> Result<Session, Error> {
+        let token = token.and_then(|t| Token::parse(t.trim()));
+        let session = Session::with_token(self.shared.clone(), token, None, access);
+        session.load().await?;
+        Ok(session)
     }
 
     /// The user's live sessions, oldest first.

@@ -11,35 +11,52 @@ use http::{HeaderMap, HeaderValue};
 
 use std::time::Duration;
 
+use crate::clock::{ms, Millis};
 use crate::config::{Config, CookieConfig};
+use crate::session::{CookieFacts, Session, TokenUpdate};
 use crate::token::Token;
 
-/// What the response must say about the token, decided after the handler.
-pub(crate) enum Outcome {
-    Nothing,
-    /// The token the client holds from now on (on the transport the request
-    /// used, or the announce ones), with the cookie's Max-Age if persistent.
-    Send {
-        token: Token,
-        via: Option<Via>,
-        max_age: Option<Duration>,
-    },
-    /// Forget the token.
-    Expire(Option<Via>),
+/// Puts a committed session's [`TokenUpdate`] on the response: the token
+/// the client must hold from now on, on the transport the request used (or
+/// the announce ones), or the removal of the cookie.
+pub(crate) fn respond(headers: &mut HeaderMap, session: &Session, update: TokenUpdate) {
+    let config = &session.shared().config;
+    let via = session.via();
+    let facts = session.cookie_facts();
+    let max_age = facts
+        .as_ref()
+        .and_then(|f| cookie_max_age(config, f, config.clock.now()));
+    match update {
+        TokenUpdate::Replace(token) => write(headers, config, &token, via, max_age),
+        // A persistent cookie follows the session: when the deadline slid,
+        // the same token goes out again with the new Max-Age.
+        TokenUpdate::Keep => {
+            if let Some(CookieFacts {
+                token: Some(token),
+                deadline_moved: true,
+                ..
+            }) = &facts
+            {
+                if max_age.is_some() && via == Some(Via::Cookie) {
+                    write(headers, config, token, via, max_age);
+                }
+            }
+        }
+        TokenUpdate::Drop => expire(headers, config, via),
+    }
 }
 
-impl Outcome {
-    pub(crate) fn apply(self, headers: &mut HeaderMap, config: &Config) {
-        match self {
-            Outcome::Nothing => {}
-            Outcome::Send {
-                token,
-                via,
-                max_age,
-            } => write(headers, config, &token, via, max_age),
-            Outcome::Expire(via) => expire(headers, config, via),
-        }
+/// The cookie's Max-Age for a session: `None` for a browser-session cookie,
+/// unless the layer sets a Max-Age or the session has an idle timeout of its
+/// own; then what is left until the session's deadline.
+fn cookie_max_age(config: &Config, facts: &CookieFacts, now: Millis) -> Option<Duration> {
+    let cookie = config.cookie.as_ref()?;
+    let own_timeout = facts.idle_timeout != ms(config.idle_timeout);
+    if cookie.max_age.is_none() && !own_timeout {
+        return None;
     }
+    let left = Duration::from_millis(facts.deadline.saturating_sub(now));
+    Some(cookie.max_age.map_or(left, |cap| cap.min(left)))
 }
 
 /// The transport a token came in on, and so goes back out on.

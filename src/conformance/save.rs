@@ -8,6 +8,7 @@ macro_rules! __sessionkit_conformance_save {
     ($($mode:tt)*) => {
         $crate::__sessionkit_conformance! { @list [$($mode)*]
             save_applies_delta,
+            a_save_is_a_use_of_the_session,
             saves_of_different_keys_merge,
             save_after_destroy_changes_nothing,
             save_after_expiry_changes_nothing,
@@ -15,6 +16,37 @@ macro_rules! __sessionkit_conformance_save {
             destroy_of_expired_session_is_false,
         }
     };
+}
+
+/// A save slides the idle deadline (a write after a silent load, or an
+/// empty save: an explicit touch), and keeps the session past its first
+/// idle deadline.
+pub async fn a_save_is_a_use_of_the_session<S: SessionStore + Clone>(store: S) {
+    let t0 = start();
+    let (id, token) = create(&store, t0, &[("a", "1")]).await;
+    let mid = t0 + IDLE / 2;
+    assert!(
+        save(&store, &id, &Delta::default(), mid).await,
+        "an empty save of a live session returned false, expected true"
+    );
+    let record = expect_current(
+        probe(&store, &token, mid + SECOND).await,
+        "a load after a save",
+    );
+    assert_eq!(
+        record.last_seen, mid,
+        "an empty save half an idle timeout after creation must slide last_seen to its time"
+    );
+    let later = mid + IDLE / 2;
+    assert!(save(&store, &id, &set(&[("b", "2")]), later).await);
+    let record = expect_current(
+        probe(&store, &token, t0 + IDLE + IDLE / 2).await,
+        "a load one and a half idle timeouts after creation, saved since",
+    );
+    assert_eq!(
+        record.last_seen, later,
+        "a save with data must slide last_seen too"
+    );
 }
 
 /// `save` applies every part of a delta (set, remove, clear, label,

@@ -9,6 +9,7 @@ use http::Response;
 use pin_project_lite::pin_project;
 
 use crate::session::Session;
+use crate::transport;
 
 pin_project! {
     /// Response future of [`SessionService`](super::SessionService).
@@ -56,14 +57,14 @@ where
             return Poll::Ready(Ok(response));
         }
         let mut commit: BoxFuture<'static, Response<B>> = Box::pin(async move {
-            let (mut response, outcome) = match session.commit().await {
-                Ok(outcome) => (response, outcome),
+            let (mut response, update) = match session.commit().await {
+                Ok(update) => (response, update),
                 // The error replaces the response, but still carries the
                 // token: after a login or a regeneration it is the only one
                 // that works.
-                Err((err, outcome)) => (err.response(), outcome),
+                Err(err) => (err.error.response(), err.update),
             };
-            outcome.apply(response.headers_mut(), &session.shared().config);
+            transport::respond(response.headers_mut(), &session, update);
             response
         });
         let poll = commit.as_mut().poll(cx).map(Ok);

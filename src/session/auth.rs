@@ -45,6 +45,9 @@ impl Session {
             let label = st.record.as_ref().and_then(|r| r.label.clone());
             (from, std::mem::take(&mut st.changes), label)
         };
+        if let Some(from) = &from {
+            self.detach_connection(from);
+        }
         let delta = changes.delta();
         let session = NewSession {
             id: SessionId::generate(&tag),
@@ -120,6 +123,7 @@ impl Session {
         self.load().await?;
         let _one_at_a_time = self.inner.saving.lock().await;
         if let Some(id) = self.id() {
+            self.detach_connection(&id);
             let shared = self.shared();
             let ended = shared
                 .call(

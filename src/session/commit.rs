@@ -1,68 +1,102 @@
-//! Writing a request's changes: the delta save, the first save of a new
-//! session, and what the response must then say about the token.
-
-use std::time::Duration;
+//! Writing a session's changes: the delta save, the first save of a new
+//! session, and what the client must then do with its token.
 
 use super::{Changes, Session};
 use crate::clock::{ms, Millis};
 use crate::error::Error;
-use crate::store::{NewSession, Save, SessionRecord};
+use crate::store::{Delta, NewSession, Save, SessionRecord};
 use crate::token::{SessionId, Tag, Token};
-use crate::transport::{Outcome, Via};
+
+/// What the client must do with its token once a session is committed.
+///
+/// The layer turns it into `Set-Cookie` (or the session header); outside
+/// HTTP ([`SessionManager::open`](crate::SessionManager::open)) the
+/// application tells its client in its own protocol.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TokenUpdate {
+    /// Nothing changed: the client keeps the token it holds (or holds none).
+    Keep,
+    /// The client must hold this token from now on, and drop the one it
+    /// presented: a new session was stored, a user logged in, or the token
+    /// was rotated.
+    Replace(Token),
+    /// The session ended here (a logout): the client must forget its token.
+    Drop,
+}
+
+/// A [`Session::commit`] that could not save the session's changes.
+///
+/// The token update still matters: after a login or a regeneration the
+/// token in it is already the only one that works, so a client must get it
+/// even on the error's response. `?` turns it into the plain [`Error`].
+#[derive(Debug)]
+pub struct CommitError {
+    /// Why the changes were not saved (they are kept for a later attempt).
+    pub error: Error,
+    /// What the client must do with its token all the same.
+    pub update: TokenUpdate,
+}
+
+impl std::fmt::Display for CommitError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.error.fmt(f)
+    }
+}
+
+impl std::error::Error for CommitError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.error)
+    }
+}
+
+impl From<CommitError> for Error {
+    fn from(err: CommitError) -> Self {
+        err.error
+    }
+}
 
 impl Session {
-    /// Saves what changed and decides what the response says about the
-    /// token. Runs after the handler, before the response leaves.
+    /// Saves what changed and says what the client must do with its token.
     ///
-    /// On failure the outcome still comes back: a token that is already the
-    /// only one working (after a login or a regeneration) must reach the
-    /// client even on the error response.
-    pub(crate) async fn commit(&self) -> Result<Outcome, (Error, Outcome)> {
+    /// The layer calls it after the handler. Outside HTTP, call it once the
+    /// work on a session opened with
+    /// [`SessionManager::open`](crate::SessionManager::open) is done, and
+    /// pass the update on to the client. Each update is reported once: a
+    /// second commit with nothing new returns [`TokenUpdate::Keep`].
+    pub async fn commit(&self) -> Result<TokenUpdate, CommitError> {
         let saved = self.save().await;
-        let outcome = self.outcome();
+        let update = self.take_update();
         match saved {
-            Ok(()) => Ok(outcome),
-            Err(err) => Err((err, outcome)),
+            Ok(()) => Ok(update),
+            Err(error) => Err(CommitError { error, update }),
         }
     }
 
-    fn outcome(&self) -> Outcome {
-        let via = self.inner.presented.as_ref().map(|(_, via)| *via);
-        let now = self.shared().now();
+    fn take_update(&self) -> TokenUpdate {
+        let mut st = self.state();
+        let update = match &st.token {
+            Some(token) if st.send_token => TokenUpdate::Replace(token.clone()),
+            _ if st.ended => TokenUpdate::Drop,
+            _ => TokenUpdate::Keep,
+        };
+        st.send_token = false;
+        st.ended = false;
+        update
+    }
+
+    /// What the cookie needs beyond the token update: the token the client
+    /// holds, whether the idle deadline slid, the session's own idle timeout
+    /// and its deadline.
+    pub(crate) fn cookie_facts(&self) -> Option<CookieFacts> {
         let st = self.state();
-        let max_age = st.record.as_ref().and_then(|r| self.cookie_max_age(r, now));
-        match &st.token {
-            Some(token) if st.send_token => Outcome::Send {
-                token: token.clone(),
-                via,
-                max_age,
-            },
-            // A persistent cookie follows the session: when the deadline
-            // slid, the same token goes out again with the new Max-Age.
-            Some(token) if st.deadline_moved && max_age.is_some() && via == Some(Via::Cookie) => {
-                Outcome::Send {
-                    token: token.clone(),
-                    via,
-                    max_age,
-                }
-            }
-            _ if st.ended => Outcome::Expire(via),
-            _ => Outcome::Nothing,
-        }
-    }
-
-    /// The cookie's Max-Age for this session: `None` for a browser-session
-    /// cookie, unless the layer sets a Max-Age or the session has an idle
-    /// timeout of its own; then what is left until the session's deadline.
-    fn cookie_max_age(&self, record: &SessionRecord, now: Millis) -> Option<Duration> {
-        let config = &self.shared().config;
-        let cookie = config.cookie.as_ref()?;
-        let own_timeout = record.idle_timeout != ms(config.idle_timeout);
-        if cookie.max_age.is_none() && !own_timeout {
-            return None;
-        }
-        let left = Duration::from_millis(record.deadline().saturating_sub(now));
-        Some(cookie.max_age.map_or(left, |cap| cap.min(left)))
+        let record = st.record.as_ref()?;
+        Some(CookieFacts {
+            token: st.token.clone(),
+            deadline_moved: st.deadline_moved,
+            idle_timeout: record.idle_timeout,
+            deadline: record.deadline(),
+        })
     }
 
     /// Writes the changes made so far now, instead of after the handler
@@ -124,6 +158,37 @@ impl Session {
         }
     }
 
+    /// Extends the session's idle deadline now, whatever the route's
+    /// [`Access`](crate::Access): the explicit form of what an ordinary
+    /// load does. A silent route calls it when the request shows the user
+    /// is there (a click reported by a poll, say). One store call; nothing
+    /// happens without a stored session.
+    pub async fn touch(&self) -> Result<(), Error> {
+        self.load().await?;
+        let _one_at_a_time = self.inner.saving.lock().await;
+        let Some(id) = self.id() else {
+            return Ok(());
+        };
+        let shared = self.shared();
+        let now = shared.now();
+        let save = Save {
+            id: id.clone(),
+            delta: Delta::default(),
+            now,
+        };
+        if shared.call("save", shared.store.save(&save)).await? {
+            let mut st = self.state();
+            if let Some(record) = &mut st.record {
+                record.last_seen = now;
+                st.deadline_moved = true;
+            }
+        } else {
+            tracing::debug!(session = %id, "session ended before it was touched");
+            self.forget(false);
+        }
+        Ok(())
+    }
+
     /// Stores a new session holding `changes`, with a fresh token.
     async fn create(&self, changes: Changes, now: Millis) -> Result<(), Error> {
         let shared = self.shared();
@@ -178,4 +243,12 @@ impl Session {
             .absolute_timeout
             .map(|a| now.saturating_add(ms(a)))
     }
+}
+
+/// See [`Session::cookie_facts`].
+pub(crate) struct CookieFacts {
+    pub token: Option<Token>,
+    pub deadline_moved: bool,
+    pub idle_timeout: Millis,
+    pub deadline: Millis,
 }

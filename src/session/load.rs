@@ -1,6 +1,7 @@
 //! Loading a request's session: one store round trip, then a due rotation.
 
 use super::{Session, State};
+use crate::access::RotationMode;
 use crate::clock::{ms, Millis};
 use crate::config::StaleTokenPolicy;
 use crate::error::Error;
@@ -73,17 +74,19 @@ impl Session {
     }
 
     async fn load_from_store(&self) -> Result<(), Error> {
-        let Some((token, _)) = &self.inner.presented else {
+        let Some(token) = &self.inner.presented else {
             return Ok(());
         };
         let shared = self.shared();
         let config = &shared.config;
         let now = shared.now();
+        let access = self.access();
         let (_, resend) = Regeneration::windows_or_default(config.regeneration.as_ref());
         let load = Load {
             token: token.digest(),
             now,
-            refresh_after: Some(ms(config.refresh_after)),
+            // A silent load leaves the idle deadline where it is.
+            refresh_after: access.extends().then(|| ms(config.refresh_after)),
             cijs: resend,
         };
         let lookup = shared.call("load", shared.store.load(&load)).await?;
@@ -115,15 +118,28 @@ impl Session {
             }
             Lookup::Found { record, token } => (record, token),
         };
-        // A user changed elsewhere is a privilege change: its sessions get
-        // a new token on their next use, whatever the policy.
-        let due = record.renew_token
-            || config
-                .regeneration
-                .is_some_and(|r| r.is_due(record.ttg, now));
+        let due = match access.rotation() {
+            // The response may never reach the client: the next ordinary
+            // request rotates instead.
+            RotationMode::Never => false,
+            RotationMode::Now => true,
+            // A user changed elsewhere is a privilege change: its sessions
+            // get a new token on their next use, whatever the policy.
+            RotationMode::WhenDue => {
+                record.renew_token
+                    || config
+                        .regeneration
+                        .is_some_and(|r| r.is_due(record.ttg, now))
+            }
+        };
         let lapsed = state == TokenState::Lapsed;
         let (client_token, send) = match state {
             TokenState::Current if !due => (Some(token.clone()), false),
+            // The replacement was lost; minting another waits for a route
+            // that rotates (the old token still works until its grace ends).
+            TokenState::Lapsed if access.rotation() == RotationMode::Never => {
+                (Some(token.clone()), false)
+            }
             TokenState::Current | TokenState::Lapsed => {
                 match self.rotate(token, &record, now, lapsed).await? {
                     Replacement::Token(new) => {

@@ -19,6 +19,9 @@ mod commit;
 mod extract;
 mod load;
 
+pub(crate) use commit::CookieFacts;
+pub use commit::{CommitError, TokenUpdate};
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -27,7 +30,9 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::OnceCell;
 
+use crate::access::Access;
 use crate::clock::{ms, Millis};
+use crate::connection::LiveLink;
 use crate::error::Error;
 use crate::shared::Shared;
 use crate::store::{Delta, SessionRecord};
@@ -65,7 +70,15 @@ pub struct Session {
 
 struct Inner {
     shared: Arc<Shared>,
-    presented: Option<(Token, Via)>,
+    /// The token the client presented, if it was well formed.
+    presented: Option<Token>,
+    /// The HTTP transport it came in on (`None` outside HTTP, or without a
+    /// token).
+    via: Option<Via>,
+    /// Set before the load, by the route or the caller.
+    access: Mutex<Access>,
+    /// The long connection this session serves a message of, if any.
+    live: Option<LiveLink>,
     loaded: OnceCell<()>,
     state: Mutex<State>,
     /// Held across each store write of this session, so two clones never
@@ -127,10 +140,26 @@ impl Changes {
 
 impl Session {
     pub(crate) fn new(shared: Arc<Shared>, presented: Option<(Token, Via)>) -> Self {
+        let (presented, via) = match presented {
+            Some((token, via)) => (Some(token), Some(via)),
+            None => (None, None),
+        };
+        Session::with_token(shared, presented, via, Access::new())
+    }
+
+    pub(crate) fn with_token(
+        shared: Arc<Shared>,
+        presented: Option<Token>,
+        via: Option<Via>,
+        access: Access,
+    ) -> Self {
         Session {
             inner: Arc::new(Inner {
                 shared,
                 presented,
+                via,
+                access: Mutex::new(access),
+                live: None,
                 loaded: OnceCell::new(),
                 state: Mutex::new(State::default()),
                 saving: tokio::sync::Mutex::new(()),
@@ -161,6 +190,32 @@ impl Session {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// Sets how this session is used (see [`Access`]): whether loading it
+    /// extends its idle deadline and whether a due token is rotated. It
+    /// applies to the load, so it must come before the session is loaded
+    /// (the [`Access`] layer does it for a route); afterwards it changes
+    /// nothing.
+    pub fn set_access(&self, access: Access) {
+        *self
+            .inner
+            .access
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = access;
+    }
+
+    pub(crate) fn access(&self) -> Access {
+        *self
+            .inner
+            .access
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The HTTP transport the token came in on.
+    pub(crate) fn via(&self) -> Option<Via> {
+        self.inner.via
+    }
+
     pub(crate) fn shared(&self) -> &Shared {
         &self.inner.shared
     }
@@ -176,15 +231,19 @@ impl Session {
         Some((id, st.token.clone()))
     }
 
-    /// A session read outside a request (for a long connection): already
-    /// loaded, saved explicitly with [`save`](Self::save).
-    pub(crate) fn detached(
+    /// A session for one message of a long connection: already loaded
+    /// (from `record`, or empty for an anonymous connection).
+    pub(crate) fn for_connection(
         shared: Arc<Shared>,
-        record: SessionRecord,
+        record: Option<SessionRecord>,
         token: Option<Token>,
+        live: LiveLink,
     ) -> Self {
-        let session = Session::new(shared, None);
-        {
+        let mut session = Session::with_token(shared, None, None, Access::new());
+        if let Some(inner) = Arc::get_mut(&mut session.inner) {
+            inner.live = Some(live);
+        }
+        if let Some(record) = record {
             let mut st = session.state();
             st.data = record.data.clone();
             st.record = Some(record);
@@ -193,6 +252,14 @@ impl Session {
         // A fresh cell cannot be set already.
         let _ = session.inner.loaded.set(());
         session
+    }
+
+    /// Before this session is ended by its own login or logout: a long
+    /// connection working on it must not take that for its end.
+    pub(super) fn detach_connection(&self, id: &SessionId) {
+        if let Some(live) = &self.inner.live {
+            live.detach(id);
+        }
     }
 
     /// The session's stable id, `None` while no session is stored (a new

@@ -87,6 +87,10 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Applies `save.delta` to the live session `save.id`. Returns `false`,
     /// changing nothing, if the session is gone: a save never brings a
     /// session back.
+    ///
+    /// A save is a use, even with an empty delta: the idle deadline slides
+    /// to `save.now`, at least once the last refresh is a tenth of the
+    /// session's idle timeout old (a store may slide on every save).
     async fn save(&self, save: &Save) -> Result<bool>;
 
     /// Replaces the token of a session with a grace window for the old one.

@@ -8,6 +8,13 @@ local s = alive(BASE, ARGV[3], now, meta)
 if not s then return 0 end
 local before = expires_at(s)
 apply(s, read_delta(5))
+-- A write is a use. The load before it has usually slid the deadline
+-- already; this is for writes after a silent load, at a load's granularity
+-- (a tenth of the idle timeout), so most writes settle nothing.
+if refresh_due(s, now, tonumber(s.idle)) then
+  s.seen = num(now)
+  put(s)
+end
 -- Only a new idle timeout moves the expiry; otherwise every TTL and index
 -- score is already exact (HSET keeps a key's TTL), and settling again
 -- would only repeat them.
