@@ -8,6 +8,7 @@
 //! connections the same way.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use tokio::sync::{broadcast, watch, Notify};
@@ -21,6 +22,10 @@ use crate::token::{SessionId, Token};
 #[derive(Default)]
 pub(crate) struct Hub {
     watchers: Mutex<HashMap<SessionId, HashMap<String, Watcher>>>,
+    /// Set by [`Hub::shut_down`]: connections opened later end at once.
+    closing: AtomicBool,
+    /// Signalled each time a connection leaves.
+    left: Notify,
 }
 
 /// What a live connection listens on.
@@ -47,6 +52,9 @@ impl Hub {
     }
 
     pub(crate) fn add(&self, id: &SessionId, connection: &str, watcher: Watcher) {
+        if self.closing.load(Ordering::SeqCst) {
+            watcher.ended.send_replace(Some(EndReason::Shutdown));
+        }
         self.watchers()
             .entry(id.clone())
             .or_default()
@@ -60,6 +68,31 @@ impl Hub {
             if conns.is_empty() {
                 watchers.remove(id);
             }
+        }
+        drop(watchers);
+        self.left.notify_waiters();
+    }
+
+    /// Ends every connection of this node with [`EndReason::Shutdown`], and
+    /// any opened from now on. Returns how many there were.
+    pub(crate) fn shut_down(&self) -> usize {
+        self.closing.store(true, Ordering::SeqCst);
+        let watchers = self.watchers();
+        for watcher in watchers.values().flat_map(HashMap::values) {
+            watcher.ended.send_replace(Some(EndReason::Shutdown));
+        }
+        watchers.values().map(HashMap::len).sum()
+    }
+
+    /// Waits until every connection has left (closed or dropped).
+    pub(crate) async fn drained(&self) {
+        loop {
+            // Registered before checking, so a leave in between is not missed.
+            let left = self.left.notified();
+            if self.watchers().is_empty() {
+                return;
+            }
+            left.await;
         }
     }
 

@@ -188,6 +188,49 @@ impl SessionManager {
     }
 }
 
+impl SessionManager {
+    /// Releases this server's live connections for a graceful shutdown:
+    /// each [`LiveSession`](crate::LiveSession) of this layer ends with
+    /// [`EndReason::Shutdown`](crate::store::EndReason::Shutdown) (its
+    /// session lives on: the client reconnects elsewhere), connections
+    /// opened from now on end at once, and this waits, at most `within`,
+    /// for the connections to close and leave the store's registry. Returns
+    /// how many connections were open.
+    ///
+    /// Upgraded connections are not requests, so a server's graceful
+    /// shutdown does not wait for them; call this from the shutdown signal:
+    ///
+    /// ```no_run
+    /// # async fn demo(app: axum::Router, layer: sessionkit::SessionLayer) -> std::io::Result<()> {
+    /// use std::time::Duration;
+    ///
+    /// let manager = layer.manager();
+    /// let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+    /// axum::serve(listener, app)
+    ///     .with_graceful_shutdown(async move {
+    ///         let _ = tokio::signal::ctrl_c().await;
+    ///         manager.shutdown_connections(Duration::from_secs(5)).await;
+    ///     })
+    ///     .await
+    /// # }
+    /// ```
+    pub async fn shutdown_connections(&self, within: std::time::Duration) -> usize {
+        let hub = self
+            .shared
+            .hub
+            .get_or_init(|| crate::hub::Hub::start(&self.shared))
+            .clone();
+        let open = hub.shut_down();
+        if tokio::time::timeout(within, hub.drained()).await.is_err() {
+            tracing::warn!(
+                open,
+                "connections still open at shutdown; their leases will expire"
+            );
+        }
+        open
+    }
+}
+
 impl std::fmt::Debug for SessionManager {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SessionManager").finish_non_exhaustive()

@@ -20,6 +20,11 @@ on_every_store! {
     the_absolute_timeout_ends_a_connected_session,
     a_rotation_on_another_node_reaches_the_socket,
     a_socket_that_cannot_follow_a_rotation_closes_with_token_lost,
+    a_graceful_shutdown_releases_every_connection,
+}
+
+async fn a_graceful_shutdown_releases_every_connection(backend: Backend) {
+    shutdown_releases_every_connection(one_node(backend).await).await;
 }
 
 /// Two clients of one fresh store.

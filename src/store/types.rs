@@ -464,6 +464,11 @@ pub enum EndReason {
     /// it knows is about to stop working. The session itself lives on; the
     /// client reconnects with the token it holds.
     TokenLost,
+    /// Given only to a [`LiveSession`](crate::LiveSession), never by a
+    /// store: this server is shutting down
+    /// ([`SessionManager::shutdown_connections`](crate::SessionManager::shutdown_connections)).
+    /// The session lives on; the client reconnects to another server.
+    Shutdown,
 }
 
 impl EndReason {

@@ -113,7 +113,11 @@ pub async fn serve_on(
     store: impl SessionStore,
     configure: impl FnOnce(SessionLayerBuilder) -> SessionLayerBuilder,
 ) -> Server {
-    let layer = configure(SessionLayer::builder(store)).build();
+    serve_layer(configure(SessionLayer::builder(store)).build()).await
+}
+
+/// [`app`] on `layer`, served on a free loopback port.
+pub async fn serve_layer(layer: SessionLayer) -> Server {
     let app = app(layer);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -431,5 +435,44 @@ pub async fn absolute_timeout_still_applies(store: impl SessionStore + Clone) {
     assert_eq!(
         closed_with(&mut socket, Duration::from_secs(2)).await,
         Some(1008)
+    );
+}
+
+/// A graceful shutdown releases every connection of the server: each socket
+/// closes with the `Shutdown` reason, the registry empties, the sessions
+/// live on, and a socket opened afterwards closes at once.
+pub async fn shutdown_releases_every_connection(store: impl SessionStore) {
+    let layer = feed_only(SessionLayer::builder(store)).build();
+    let manager = layer.manager();
+    let server = serve_layer(layer).await;
+    let http = Http::new();
+    let phone = http.call(&server, "POST", "/login", None).await.1.unwrap();
+    let laptop = http.call(&server, "POST", "/login", None).await.1.unwrap();
+    let mut s1 = open_ws(&server, &phone).await;
+    let mut s2 = open_ws(&server, &laptop).await;
+    assert_eq!(ask(&mut s1, "hi").await, "n:0 msgs:1");
+    assert_eq!(ask(&mut s2, "hi").await, "n:0 msgs:1");
+    assert_eq!(manager.connections("5").await.unwrap().len(), 2);
+    let released = manager.shutdown_connections(Duration::from_secs(3)).await;
+    assert_eq!(released, 2);
+    for socket in [&mut s1, &mut s2] {
+        assert_eq!(
+            close_frame(socket, Duration::from_secs(1)).await,
+            Some((1008, "Shutdown".to_owned()))
+        );
+    }
+    assert!(
+        manager.connections("5").await.unwrap().is_empty(),
+        "shutdown_connections returns once the registry is empty"
+    );
+    assert_eq!(
+        http.call(&server, "GET", "/read", Some(&phone)).await.0,
+        "0",
+        "the session outlives the connection"
+    );
+    let mut late = open_ws(&server, &phone).await;
+    assert_eq!(
+        close_frame(&mut late, Duration::from_secs(1)).await,
+        Some((1008, "Shutdown".to_owned()))
     );
 }
