@@ -93,7 +93,7 @@ impl SessionManager {
     /// rotation now.
     pub async fn open_with(&self, token: Option<&str>, access: Access) -> Result<Session, Error> {
         let token = token.and_then(|t| Token::parse(t.trim()));
-        let session = Session::with_token(self.shared.clone(), token, None, access);
+        let session = Session::with_token(self.shared.clone(), token, None, access, None);
         session.load().await?;
         Ok(session)
     }

@@ -144,14 +144,18 @@ impl Session {
             Some((token, via)) => (Some(token), Some(via)),
             None => (None, None),
         };
-        Session::with_token(shared, presented, via, Access::new())
+        Session::with_token(shared, presented, via, Access::new(), None)
     }
 
+    /// A session to load from `presented`, the token a client sent (on
+    /// `via`, for HTTP), used as `access` says, serving a message of `live`
+    /// if it is a long connection's.
     pub(crate) fn with_token(
         shared: Arc<Shared>,
         presented: Option<Token>,
         via: Option<Via>,
         access: Access,
+        live: Option<LiveLink>,
     ) -> Self {
         Session {
             inner: Arc::new(Inner {
@@ -159,7 +163,7 @@ impl Session {
                 presented,
                 via,
                 access: Mutex::new(access),
-                live: None,
+                live,
                 loaded: OnceCell::new(),
                 state: Mutex::new(State::default()),
                 saving: tokio::sync::Mutex::new(()),
@@ -239,10 +243,7 @@ impl Session {
         token: Option<Token>,
         live: LiveLink,
     ) -> Self {
-        let mut session = Session::with_token(shared, None, None, Access::new());
-        if let Some(inner) = Arc::get_mut(&mut session.inner) {
-            inner.live = Some(live);
-        }
+        let session = Session::with_token(shared, None, None, Access::new(), Some(live));
         if let Some(record) = record {
             let mut st = session.state();
             st.data = record.data.clone();
