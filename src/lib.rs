@@ -103,6 +103,17 @@ pub use store::{RedisStore, RedisStoreBuilder};
 pub use token::SessionId;
 pub use user::SessionUser;
 
+/// Entry points for the fuzz targets (`fuzz/`), built only under
+/// `cargo fuzz` (which sets `--cfg fuzzing`).
+#[cfg(all(fuzzing, feature = "redis"))]
+#[doc(hidden)]
+pub mod fuzzing {
+    /// See `store::redis::decode_any_reply`.
+    pub fn redis_reply(bytes: &[u8]) {
+        crate::store::redis::decode_any_reply(bytes);
+    }
+}
+
 // Every Rust snippet of the README compiles, and runs unless marked
 // `no_run` (`cargo test --doc --all-features`).
 #[cfg(all(

@@ -66,6 +66,31 @@ mod ops;
 mod reply;
 #[cfg(test)]
 mod reply_props;
+
+/// Decodes `bytes`, read as a RESP reply, with every reply decoder (the
+/// `redis_reply` fuzz target): whatever a damaged server answers, decoding
+/// returns a value or a corrupt-store error, never a panic.
+#[cfg(fuzzing)]
+pub(crate) fn decode_any_reply(bytes: &[u8]) {
+    let Ok(value) = redis::parse_redis_value(bytes) else {
+        return;
+    };
+    let id = crate::token::SessionId::generate(&crate::token::Tag::random());
+    let _ = reply::lookup(&value);
+    let _ = reply::rotated(&value);
+    let _ = reply::flag(&value);
+    let _ = reply::login(&value);
+    let _ = reply::fetched(&id, &value);
+    let _ = reply::revoked(&value);
+    let _ = reply::count(&value);
+    let _ = reply::session_infos(&value);
+    let _ = reply::connections(&value);
+    if let redis::Value::Array(parts) = &value {
+        if let [seen, flat, ..] = parts.as_slice() {
+            let _ = reply::record(id, seen, flat);
+        }
+    }
+}
 mod scripts;
 
 use std::sync::Arc;
