@@ -21,6 +21,21 @@
 //! `POST /api/logout-everywhere`, `POST /api/logout-others`,
 //! `GET /api/connections`, `GET /ws`, `GET /metrics` (Prometheus text
 //! format).
+//!
+//! `GET /ws` opens with or without a session ([`Session::connect_anonymous`]):
+//! the page opens it once logged in, and a client that holds its token
+//! itself (a native app, `websocat`) may connect first and drive its session
+//! over the socket with JSON commands: `{"op":"login","user":NAME}` (named
+//! as for `POST /login`), `{"op":"logout"}` and `{"op":"counter"}` (+1).
+//! Each runs on [`LiveSession::session`] and ends with
+//! [`LiveSession::commit`]; a token change is sent first, as
+//! `{"type":"token","token":T}` (use it as the `sessionkit` cookie or the
+//! `x-session-id` header over HTTP) or `{"type":"token","token":null}`
+//! after a logout, then the answer, `{"type":"state",...}` or
+//! `{"type":"error","message":...}`. Any other message is answered with the
+//! state. The socket's own login or logout never closes it; the session
+//! ending elsewhere (revoked, logged out, expired) closes it with 1008 and
+//! the reason.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;

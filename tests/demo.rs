@@ -727,7 +727,10 @@ async fn a_socket_without_a_cookie_logs_in_counts_and_logs_out_over_its_messages
 
     // The token works over HTTP, in the header or the cookie.
     let me = me_with_header(&d, &token).await;
-    assert_eq!((&me["user"], &me["session"]), (&json!("erin"), &json!(session)));
+    assert_eq!(
+        (&me["user"], &me["session"]),
+        (&json!("erin"), &json!(session))
+    );
 
     // +1 over the socket: the same session, no new token.
     send_json(&mut socket, json!({ "op": "counter" })).await;
@@ -755,13 +758,17 @@ async fn a_socket_without_a_cookie_logs_in_counts_and_logs_out_over_its_messages
     assert_eq!(next_json(&mut socket).await["state"]["user"], Value::Null);
     socket.send(tungstenite::Message::text("?")).await.unwrap();
     let state = next_json(&mut socket).await;
-    assert_eq!((&state["type"], &state["state"]["user"]), (&json!("state"), &Value::Null));
+    assert_eq!(
+        (&state["type"], &state["state"]["user"]),
+        (&json!("state"), &Value::Null)
+    );
     assert_eq!(me_with_header(&d, &token).await["user"], Value::Null);
 }
 
 #[tokio::test]
 async fn a_socket_logged_in_over_its_messages_closes_when_revoked_from_another_login() {
-    let d = start(MemoryStore::new()).await;
+    // The demo's binary, as a client would reach it.
+    let d = spawn_demo(&support::stores::sqlite_url()).await;
     let mut socket = open_ws_without_cookie(&d).await;
     next_json(&mut socket).await;
     // Logged in, out and in again: the socket follows each session.
