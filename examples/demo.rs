@@ -21,6 +21,21 @@
 //! `POST /api/logout-everywhere`, `POST /api/logout-others`,
 //! `GET /api/connections`, `GET /ws`, `GET /metrics` (Prometheus text
 //! format).
+//!
+//! `GET /ws` opens with or without a session ([`Session::connect_anonymous`]):
+//! the page opens it once logged in, and a client that holds its token
+//! itself (a native app, `websocat`) may connect first and drive its session
+//! over the socket with JSON commands: `{"op":"login","user":NAME}` (named
+//! as for `POST /login`), `{"op":"logout"}` and `{"op":"counter"}` (+1).
+//! Each runs on [`LiveSession::session`] and ends with
+//! [`LiveSession::commit`]; a token change is sent first, as
+//! `{"type":"token","token":T}` (use it as the `sessionkit` cookie or the
+//! `x-session-id` header over HTTP) or `{"type":"token","token":null}`
+//! after a logout, then the answer, `{"type":"state",...}` or
+//! `{"type":"error","message":...}`. Any other message is answered with the
+//! state. The socket's own login or logout never closes it; the session
+//! ending elsewhere (revoked, logged out, expired) closes it with 1008 and
+//! the reason.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -38,6 +53,7 @@ use sessionkit::clock::{Clock, SystemClock};
 use sessionkit::store::{EndReason, SessionInfo};
 use sessionkit::{
     LiveSession, Regeneration, Session, SessionId, SessionLayer, SessionStore, SessionUser,
+    TokenUpdate,
 };
 
 /// The demo's user: the name typed at login is the id.
@@ -376,7 +392,9 @@ async fn ws(
     upgrade: WebSocketUpgrade,
     session: Session,
 ) -> Result<Response, sessionkit::Error> {
-    let live = session.connect().await?;
+    // With or without a stored session: a client that holds its token
+    // itself may connect first and log in over the socket.
+    let live = session.connect_anonymous().await?;
     let hello =
         json!({ "type": "hello", "state": state_json(&session, demo.regeneration.as_ref())? });
     Ok(upgrade.on_upgrade(move |socket| serve_socket(socket, live, hello, demo)))
@@ -394,9 +412,104 @@ fn ended_because(reason: &EndReason) -> &'static str {
     }
 }
 
-/// Sends the hello, answers every message with the session state, tells
-/// the page when the token was replaced, and closes with 1008 (policy
-/// violation) the moment the session ends anywhere.
+/// A command sent over the socket as JSON, by a client that holds its
+/// token itself (a native app, a command-line client).
+#[derive(Deserialize)]
+#[serde(tag = "op", rename_all = "lowercase")]
+enum Command {
+    /// `{"op":"login","user":NAME}`, named as for `POST /login`.
+    Login { user: String },
+    /// `{"op":"logout"}`.
+    Logout,
+    /// `{"op":"counter"}`: +1, as `POST /api/counter`.
+    Counter,
+}
+
+/// The command in `text`: `None` for anything that does not name one (the
+/// page's plain messages, answered with the state as before), an error for
+/// a JSON object with an `op` the demo does not know or a missing field.
+fn command(text: &str) -> Option<Result<Command, String>> {
+    let value: Value = serde_json::from_str(text).ok()?;
+    value.get("op")?;
+    Some(serde_json::from_value(value).map_err(|e| e.to_string()))
+}
+
+/// Runs `command` on `session`; an error message for the client if the
+/// command was refused or failed.
+async fn run_command(session: &Session, command: Command) -> Result<(), String> {
+    match command {
+        Command::Login { user } => {
+            let user = DemoUser {
+                name: user_name(&user)?,
+            };
+            session.login(&user).await.map_err(|e| e.to_string())
+        }
+        Command::Logout => session.logout().await.map_err(|e| e.to_string()),
+        Command::Counter => {
+            let counter: u64 = session
+                .get("counter")
+                .map_err(|e| e.to_string())?
+                .unwrap_or(0);
+            session
+                .insert("counter", counter + 1)
+                .map_err(|e| e.to_string())
+        }
+    }
+}
+
+/// Answers one client message: a command runs on the connection's session
+/// and is committed, its token change (if any) sent first; anything else is
+/// answered with the session state.
+async fn answer(
+    live: &mut LiveSession,
+    text: &str,
+    regeneration: Option<&Regeneration>,
+) -> Vec<Value> {
+    let error = |message: String| json!({ "type": "error", "message": message });
+    let session = match live.session().await {
+        Ok(session) => session,
+        Err(e) => return vec![error(e.to_string())],
+    };
+    let Some(command) = command(text) else {
+        return vec![match state_json(&session, regeneration) {
+            Ok(state) => json!({ "type": "state", "state": state }),
+            Err(e) => error(e.to_string()),
+        }];
+    };
+    let result = match command {
+        Ok(command) => run_command(&session, command).await,
+        Err(message) => Err(message),
+    };
+    // Committed even after a refusal: a failed step may already have
+    // changed the token, which the client must then hear about.
+    let (update, saved) = match live.commit(&session).await {
+        Ok(update) => (update, Ok(())),
+        Err(e) => (e.update, Err(e.error.to_string())),
+    };
+    let mut replies = Vec::new();
+    match update {
+        TokenUpdate::Replace(token) => {
+            replies.push(json!({ "type": "token", "token": token.as_str() }));
+        }
+        TokenUpdate::Drop => replies.push(json!({ "type": "token", "token": null })),
+        _ => {}
+    }
+    replies.push(
+        match result
+            .and(saved)
+            .and_then(|()| state_json(&session, regeneration).map_err(|e| e.to_string()))
+        {
+            Ok(state) => json!({ "type": "state", "state": state }),
+            Err(message) => error(message),
+        },
+    );
+    replies
+}
+
+/// Sends the hello, answers every message (running the commands above),
+/// tells the page when the token was replaced, and closes with 1008
+/// (policy violation) the moment the session ends anywhere else. The
+/// connection's own login or logout never closes it.
 async fn serve_socket(mut socket: WebSocket, mut live: LiveSession, hello: Value, demo: Demo) {
     let state = |session: Result<Session, sessionkit::Error>| {
         session
@@ -411,8 +524,10 @@ async fn serve_socket(mut socket: WebSocket, mut live: LiveSession, hello: Value
         live.close().await;
         return;
     }
-    loop {
+    'serve: loop {
         tokio::select! {
+            // Made anew each turn: a login or logout over the socket moves
+            // the connection to another session (or none).
             reason = live.ended() => {
                 let frame = match reason {
                     // The session lives on, but this connection lost track
@@ -435,13 +550,16 @@ async fn serve_socket(mut socket: WebSocket, mut live: LiveSession, hello: Value
                 }
             }
             msg = socket.recv() => match msg {
-                Some(Ok(Message::Text(_) | Message::Binary(_))) => {
-                    let reply = match state(live.session().await) {
-                        Some(state) => json!({ "type": "state", "state": state }),
-                        None => json!({ "type": "error" }),
+                Some(Ok(message @ (Message::Text(_) | Message::Binary(_)))) => {
+                    // Binary messages carry no command: answered with the state.
+                    let text = match &message {
+                        Message::Text(text) => text.as_str(),
+                        _ => "",
                     };
-                    if socket.send(Message::Text(reply.to_string().into())).await.is_err() {
-                        break;
+                    for reply in answer(&mut live, text, demo.regeneration.as_ref()).await {
+                        if socket.send(Message::Text(reply.to_string().into())).await.is_err() {
+                            break 'serve;
+                        }
                     }
                 }
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,

@@ -667,3 +667,119 @@ async fn the_demo_binary_serves_sessionkit_metrics_in_prometheus_format() {
     line("sessionkit_store_call_duration_seconds_count{operation=\"load\"}");
     line("# HELP sessionkit_logins_total");
 }
+
+/// A socket opened without a cookie: what a client holding its token
+/// itself (a native app, websocat) sees.
+async fn open_ws_without_cookie(demo: &Demo) -> Socket {
+    let (socket, res) = tokio_tungstenite::connect_async(format!("ws://{}/ws", demo.addr))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 101);
+    socket
+}
+
+async fn send_json(socket: &mut Socket, value: Value) {
+    socket
+        .send(tungstenite::Message::text(value.to_string()))
+        .await
+        .unwrap();
+}
+
+/// `GET /api/me` with `token` in the `x-session-id` header, no cookie.
+async fn me_with_header(demo: &Demo, token: &str) -> Value {
+    reqwest::Client::new()
+        .get(format!("{}/api/me", demo.base))
+        .header("x-session-id", token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_socket_without_a_cookie_logs_in_counts_and_logs_out_over_its_messages() {
+    let d = start(MemoryStore::new()).await;
+    let mut socket = open_ws_without_cookie(&d).await;
+    let hello = next_json(&mut socket).await;
+    assert_eq!(hello["type"], "hello");
+    assert_eq!(hello["state"]["user"], Value::Null);
+    assert_eq!(hello["state"]["session"], Value::Null);
+
+    // A name is checked as for POST /login; a refusal changes no token.
+    send_json(&mut socket, json!({ "op": "login", "user": "   " })).await;
+    assert_eq!(
+        next_json(&mut socket).await,
+        json!({ "type": "error", "message": "Type a user name." })
+    );
+    send_json(&mut socket, json!({ "op": "fly" })).await;
+    assert_eq!(next_json(&mut socket).await["type"], "error");
+
+    send_json(&mut socket, json!({ "op": "login", "user": " erin " })).await;
+    let token = next_json(&mut socket).await;
+    assert_eq!(token["type"], "token", "the token comes before the answer");
+    let token = token["token"].as_str().unwrap().to_owned();
+    let state = next_json(&mut socket).await;
+    assert_eq!(state["type"], "state");
+    assert_eq!(state["state"]["user"], "erin");
+    let session = state["state"]["session"].as_str().unwrap().to_owned();
+
+    // The token works over HTTP, in the header or the cookie.
+    let me = me_with_header(&d, &token).await;
+    assert_eq!(
+        (&me["user"], &me["session"]),
+        (&json!("erin"), &json!(session))
+    );
+
+    // +1 over the socket: the same session, no new token.
+    send_json(&mut socket, json!({ "op": "counter" })).await;
+    let state = next_json(&mut socket).await;
+    assert_eq!(state["type"], "state", "no token message: {state}");
+    assert_eq!(state["state"]["counter"], 1);
+    let me: Value = reqwest::Client::new()
+        .get(format!("{}/api/me", d.base))
+        .header("cookie", format!("sessionkit={token}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!((&me["user"], &me["counter"]), (&json!("erin"), &json!(1)));
+
+    // A logout over the socket drops the token and leaves the socket open,
+    // anonymous.
+    send_json(&mut socket, json!({ "op": "logout" })).await;
+    assert_eq!(
+        next_json(&mut socket).await,
+        json!({ "type": "token", "token": null })
+    );
+    assert_eq!(next_json(&mut socket).await["state"]["user"], Value::Null);
+    socket.send(tungstenite::Message::text("?")).await.unwrap();
+    let state = next_json(&mut socket).await;
+    assert_eq!(
+        (&state["type"], &state["state"]["user"]),
+        (&json!("state"), &Value::Null)
+    );
+    assert_eq!(me_with_header(&d, &token).await["user"], Value::Null);
+}
+
+#[tokio::test]
+async fn a_socket_logged_in_over_its_messages_closes_when_revoked_from_another_login() {
+    // The demo's binary, as a client would reach it.
+    let d = spawn_demo(&support::stores::sqlite_url()).await;
+    let mut socket = open_ws_without_cookie(&d).await;
+    next_json(&mut socket).await;
+    // Logged in, out and in again: the socket follows each session.
+    for op in ["login", "logout", "login"] {
+        send_json(&mut socket, json!({ "op": op, "user": "finn" })).await;
+        assert_eq!(next_json(&mut socket).await["type"], "token", "{op}");
+        assert_eq!(next_json(&mut socket).await["type"], "state", "{op}");
+    }
+    let laptop = Browser::new(&d);
+    laptop.login("finn").await;
+    let conns = laptop.json("GET", "/api/connections").await;
+    assert_eq!(conns.as_array().unwrap().len(), 1, "{conns}");
+    revoke_other_and_expect_close(&laptop, &mut socket).await;
+}
