@@ -326,13 +326,10 @@ fn bulk_sessions_sql(series: &str) -> String {
 /// What a user with `MANY` sessions costs: the calls that touch one
 /// session stay fast (they go by primary key or token index), and the
 /// calls that walk the user's index do it in bounded chunks.
-async fn a_user_with_many_sessions(
-    store: Arc<dyn SessionStore>,
-    insert: impl std::future::Future<Output = ()>,
-    user: &str,
-    t: Millis,
-) {
-    insert.await;
+async fn a_user_with_many_sessions(db: Backend, user: &str) {
+    let t = now();
+    db.insert_many(user, t).await;
+    let store = db.store();
     // One ordinary session of the same user, with a real token.
     let (new, token) = new_session(t, Some(user));
     store.create(&new).await.unwrap();
@@ -428,50 +425,100 @@ async fn a_user_with_many_sessions(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_postgres_a_user_with_100_000_sessions_stays_fast() {
-    let schema = postgres().schema().await;
-    let store = postgres_store(&schema, PgPoolOptions::new().max_connections(2)).await;
-    let user = "many-pg";
-    let t = now();
-    let pool = store.pool().clone();
-    let insert = async move {
-        sqlx::query(&bulk_sessions_sql(&format!(
-            "generate_series(1, {MANY}) AS n"
-        )))
-        .bind(Tag::for_user(user).as_str())
-        .bind(user)
-        .bind(t as i64)
-        .execute(&pool)
-        .await
-        .expect("insert the sessions");
-        sqlx::query("ANALYZE sessionkit_sessions")
-            .execute(&pool)
-            .await
-            .unwrap();
-    };
-    a_user_with_many_sessions(Arc::new(store), insert, user, t).await;
+    a_user_with_many_sessions(Backend::postgres().await, "many-pg").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_sqlite_a_user_with_100_000_sessions_stays_fast() {
-    let store = sqlite_store(&sqlite_url()).await;
-    let user = "many-sqlite";
-    let t = now();
-    let pool = store.pool().clone();
-    let insert = async move {
-        sqlx::query(&bulk_sessions_sql(&format!(
-            "(WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < {MANY}) \
-             SELECT n FROM s)"
-        )))
-        .bind(Tag::for_user(user).as_str())
-        .bind(user)
-        .bind(t as i64)
-        .execute(&pool)
-        .await
-        .expect("insert the sessions");
-        sqlx::query("ANALYZE").execute(&pool).await.unwrap();
-    };
-    a_user_with_many_sessions(Arc::new(store), insert, user, t).await;
+    a_user_with_many_sessions(Backend::sqlite().await, "many-sqlite").await;
 }
+
+/// A store on one of the SQL backends, with what a test does to its
+/// database behind its back.
+enum Backend {
+    Postgres(PostgresStore),
+    Sqlite(SqliteStore),
+}
+
+impl Backend {
+    async fn postgres() -> Backend {
+        let schema = postgres().schema().await;
+        Backend::Postgres(postgres_store(&schema, PgPoolOptions::new().max_connections(2)).await)
+    }
+
+    async fn sqlite() -> Backend {
+        Backend::Sqlite(sqlite_store(&sqlite_url()).await)
+    }
+
+    fn store(&self) -> Arc<dyn SessionStore> {
+        match self {
+            Backend::Postgres(store) => Arc::new(store.clone()),
+            Backend::Sqlite(store) => Arc::new(store.clone()),
+        }
+    }
+
+    fn spawn_cleanup(&self, clock: ManualClock) -> sessionkit::store::CleanupHandle {
+        let interval = Duration::from_millis(50);
+        match self {
+            Backend::Postgres(store) => store.spawn_cleanup_with_clock(interval, clock),
+            Backend::Sqlite(store) => store.spawn_cleanup_with_clock(interval, clock),
+        }
+    }
+
+    async fn execute(&self, sql: &str) {
+        on_pool!(self, |pool| sqlx::query(sql).execute(pool).await.map(drop)).unwrap();
+    }
+
+    async fn count_sessions(&self) -> i64 {
+        let sql = "SELECT COUNT(*) FROM sessionkit_sessions";
+        on_pool!(self, |pool| sqlx::query_scalar(sql).fetch_one(pool).await).unwrap()
+    }
+
+    /// Inserts `MANY` sessions of `user` at `t` and updates the planner's
+    /// statistics, each in the dialect's words.
+    async fn insert_many(&self, user: &str, t: Millis) {
+        let (series, analyze) = match self {
+            Backend::Postgres(_) => (
+                format!("generate_series(1, {MANY}) AS n"),
+                "ANALYZE sessionkit_sessions",
+            ),
+            Backend::Sqlite(_) => (
+                format!(
+                    "(WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s \
+                     WHERE n < {MANY}) SELECT n FROM s)"
+                ),
+                "ANALYZE",
+            ),
+        };
+        let (sql, tag) = (bulk_sessions_sql(&series), Tag::for_user(user));
+        on_pool!(self, |pool| sqlx::query(&sql)
+            .bind(tag.as_str())
+            .bind(user)
+            .bind(t as i64)
+            .execute(pool)
+            .await
+            .map(drop))
+        .expect("insert the sessions");
+        self.execute(analyze).await;
+    }
+}
+
+/// Runs `$body` with `$pool` the backend's pool, whichever type it is.
+macro_rules! on_pool {
+    ($backend:expr, |$pool:ident| $body:expr) => {
+        match $backend {
+            Backend::Postgres(store) => {
+                let $pool = store.pool();
+                $body
+            }
+            Backend::Sqlite(store) => {
+                let $pool = store.pool();
+                $body
+            }
+        }
+    };
+}
+use on_pool;
 
 fn sqlite_url() -> String {
     support::stores::sqlite_url()
@@ -479,19 +526,16 @@ fn sqlite_url() -> String {
 
 /// The cleanup task deletes what expired (by the clock it is given) and
 /// publishes the ends.
-async fn cleanup_deletes_expired_sessions(
-    store: Arc<dyn SessionStore>,
-    spawn: impl FnOnce(ManualClock) -> sessionkit::store::CleanupHandle,
-    count: impl Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = i64> + Send>>,
-) {
+async fn cleanup_deletes_expired_sessions(db: Backend) {
+    let store = db.store();
     let clock = ManualClock::new();
     let t = clock.now();
     let (new, _) = new_session(t, None);
     store.create(&new).await.unwrap();
     let mut ends = store.subscribe();
-    let _cleanup = spawn(clock.clone());
+    let _cleanup = db.spawn_cleanup(clock.clone());
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(count().await, 1, "a live session stays");
+    assert_eq!(db.count_sessions().await, 1, "a live session stays");
     clock.advance(Duration::from_secs(31 * 60));
     let event = tokio::time::timeout(Duration::from_secs(3), ends.recv())
         .await
@@ -504,50 +548,17 @@ async fn cleanup_deletes_expired_sessions(
             reason: EndReason::Expired
         }
     );
-    assert_eq!(count().await, 0, "the expired row is gone");
+    assert_eq!(db.count_sessions().await, 0, "the expired row is gone");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_postgres_the_cleanup_task_deletes_expired_sessions() {
-    let schema = postgres().schema().await;
-    let store = postgres_store(&schema, PgPoolOptions::new().max_connections(2)).await;
-    let pool = store.pool().clone();
-    let spawner = store.clone();
-    cleanup_deletes_expired_sessions(
-        Arc::new(store),
-        move |clock| spawner.spawn_cleanup_with_clock(Duration::from_millis(50), clock),
-        move || {
-            let pool = pool.clone();
-            Box::pin(async move {
-                sqlx::query_scalar("SELECT COUNT(*) FROM sessionkit_sessions")
-                    .fetch_one(&pool)
-                    .await
-                    .unwrap()
-            })
-        },
-    )
-    .await;
+    cleanup_deletes_expired_sessions(Backend::postgres().await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_sqlite_the_cleanup_task_deletes_expired_sessions() {
-    let store = sqlite_store(&sqlite_url()).await;
-    let pool = store.pool().clone();
-    let spawner = store.clone();
-    cleanup_deletes_expired_sessions(
-        Arc::new(store),
-        move |clock| spawner.spawn_cleanup_with_clock(Duration::from_millis(50), clock),
-        move || {
-            let pool = pool.clone();
-            Box::pin(async move {
-                sqlx::query_scalar("SELECT COUNT(*) FROM sessionkit_sessions")
-                    .fetch_one(&pool)
-                    .await
-                    .unwrap()
-            })
-        },
-    )
-    .await;
+    cleanup_deletes_expired_sessions(Backend::sqlite().await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -612,22 +623,21 @@ async fn on_sqlite_two_pools_on_one_file_write_at_once_without_database_is_locke
 
 /// Rows that no store would write make calls fail with an error, never a
 /// panic: `corrupt` runs an `UPDATE` on every row.
-async fn a_corrupt_row_is_an_error_not_a_panic<F, Fut>(store: Arc<dyn SessionStore>, corrupt: F)
-where
-    F: Fn(&'static str) -> Fut,
-    Fut: std::future::Future<Output = ()>,
-{
+async fn a_corrupt_row_is_an_error_not_a_panic(db: Backend) {
+    let store = db.store();
     let t = now();
     let (new, token) = new_session(t, None);
     store.create(&new).await.unwrap();
-    corrupt("UPDATE sessionkit_sessions SET data = 'not json'").await;
+    db.execute("UPDATE sessionkit_sessions SET data = 'not json'")
+        .await;
     let err = store
         .load(&opts(&token, t + 1, None))
         .await
         .expect_err("a row with unreadable data");
     assert!(err.to_string().contains("unreadable"), "{err}");
     assert_eq!(err.kind(), sessionkit::store::StoreErrorKind::Corrupt);
-    corrupt("UPDATE sessionkit_sessions SET data = '{}', last_seen = -5").await;
+    db.execute("UPDATE sessionkit_sessions SET data = '{}', last_seen = -5")
+        .await;
     assert!(store
         .rotate(&Rotation {
             id: new.id.clone(),
@@ -640,7 +650,8 @@ where
         })
         .await
         .is_err());
-    corrupt("UPDATE sessionkit_sessions SET last_seen = 0, id = 'not an id'").await;
+    db.execute("UPDATE sessionkit_sessions SET last_seen = 0, id = 'not an id'")
+        .await;
     assert!(store
         .list_sessions(&ListSessions {
             user_id: "nobody".to_owned(),
@@ -654,27 +665,10 @@ where
 
 #[tokio::test]
 async fn on_sqlite_a_corrupt_row_is_an_error_not_a_panic() {
-    let store = sqlite_store(&sqlite_url()).await;
-    let pool = store.pool().clone();
-    a_corrupt_row_is_an_error_not_a_panic(Arc::new(store), |sql| {
-        let pool = pool.clone();
-        async move {
-            sqlx::query(sql).execute(&pool).await.unwrap();
-        }
-    })
-    .await;
+    a_corrupt_row_is_an_error_not_a_panic(Backend::sqlite().await).await;
 }
 
 #[tokio::test]
 async fn on_postgres_a_corrupt_row_is_an_error_not_a_panic() {
-    let schema = postgres().schema().await;
-    let store = postgres_store(&schema, PgPoolOptions::new().max_connections(2)).await;
-    let pool = store.pool().clone();
-    a_corrupt_row_is_an_error_not_a_panic(Arc::new(store), |sql| {
-        let pool = pool.clone();
-        async move {
-            sqlx::query(sql).execute(&pool).await.unwrap();
-        }
-    })
-    .await;
+    a_corrupt_row_is_an_error_not_a_panic(Backend::postgres().await).await;
 }

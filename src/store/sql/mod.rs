@@ -1,7 +1,9 @@
 //! The SQL stores: [`PostgresStore`] (feature `postgres`) and
 //! [`SqliteStore`] (feature `sqlite`),
-//! on [`sqlx`], and what they share: the row codec and the per-session
-//! read-modify-write loop.
+//! on [`sqlx`], and what they share: the row codec, the per-session
+//! read-modify-write loop, and the statements both run alike
+//! (`shared_statements!`), so that each backend's file holds only its
+//! dialect and its connection and transaction specifics.
 //!
 //! # Schema
 //!
@@ -454,6 +456,281 @@ pub(crate) trait Rows: Send + Sync {
     /// Deletes session `id` if it is dead at `now`, publishing its end as
     /// [`EndReason::Expired`].
     async fn expire(&self, id: &SessionId, now: Millis) -> Result<()>;
+}
+
+/// The statements both backends run alike, written once for the database
+/// `$db` and the store `$store` of a backend module (which has `inner.pool`
+/// and implements [`Rows`]). A macro rather than functions generic over
+/// [`sqlx::Database`]: sqlx's generic bounds would have to be spelled out
+/// for every column type on every function; the backends differ only in
+/// those types, not in what runs.
+macro_rules! shared_statements {
+    ($store:ty, $db:ty) => {
+        impl $store {
+            /// Runs [`purge_expired`](Self::purge_expired) every `interval` on
+            /// the system clock, until the handle is dropped. Expired sessions
+            /// are never served either way; this only returns their space.
+            /// Call it within a Tokio runtime: the task is spawned on the
+            /// current one.
+            pub fn spawn_cleanup(&self, interval: std::time::Duration) -> CleanupHandle {
+                self.spawn_cleanup_with_clock(interval, crate::clock::SystemClock)
+            }
+
+            /// [`spawn_cleanup`](Self::spawn_cleanup) with the time of `clock`
+            /// (give it the clock the layer uses).
+            pub fn spawn_cleanup_with_clock(
+                &self,
+                interval: std::time::Duration,
+                clock: impl crate::clock::Clock,
+            ) -> CleanupHandle {
+                let store = self.clone();
+                CleanupHandle::spawn(interval, clock, move |now| {
+                    let store = store.clone();
+                    async move { store.purge_expired(now).await }
+                })
+            }
+
+            /// Runs the chunked `purge` until it deletes nothing, handing
+            /// each chunk's rows to `purged`, then drops the leases that ran
+            /// out. Returns how many sessions it deleted.
+            async fn purge_chunks(
+                &self,
+                purge: &str,
+                now: Millis,
+                mut purged: impl FnMut(&[(String, i64)]) -> Result<()>,
+            ) -> Result<usize> {
+                let t = db_time(now)?;
+                let mut count = 0;
+                loop {
+                    let rows: Vec<(String, i64)> = sqlx::query_as(purge)
+                        .bind(t)
+                        .fetch_all(&self.inner.pool)
+                        .await
+                        .map_err(sqlx_error)?;
+                    if rows.is_empty() {
+                        break;
+                    }
+                    count += rows.len();
+                    crate::metrics::sessions_ended(crate::metrics::Ended::Expiry, rows.len());
+                    purged(&rows)?;
+                }
+                sqlx::query(PURGE_LEASES)
+                    .bind(t)
+                    .execute(&self.inner.pool)
+                    .await
+                    .map_err(sqlx_error)?;
+                Ok(count)
+            }
+
+            async fn row_by_token(&self, hash: &str) -> Result<Option<Row>> {
+                sqlx::query_as(&by_token_sql())
+                    .bind(hash)
+                    .fetch_optional(&self.inner.pool)
+                    .await
+                    .map_err(sqlx_error)
+            }
+
+            async fn row_by_id(&self, id: &SessionId) -> Result<Option<Row>> {
+                sqlx::query_as(&format!(
+                    "SELECT {COLUMNS} FROM sessionkit_sessions {BY_ID}"
+                ))
+                .bind(id.as_str())
+                .fetch_optional(&self.inner.pool)
+                .await
+                .map_err(sqlx_error)
+            }
+
+            /// The compare-and-set write of `row`; whether it was written.
+            async fn update_row<'e>(
+                ex: impl sqlx::Executor<'e, Database = $db>,
+                row: &Row,
+            ) -> Result<bool> {
+                let sql = update_sql();
+                let done = bind_row!(sqlx::query(&sql), row)
+                    .bind(row.version)
+                    .execute(ex)
+                    .await
+                    .map_err(sqlx_error)?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn insert_row<'e>(
+                ex: impl sqlx::Executor<'e, Database = $db>,
+                row: &Row,
+                device: Option<&crate::device::Device>,
+            ) -> Result<()> {
+                bind_row!(sqlx::query(&insert_sql()), row)
+                    .bind(crate::device::stored(device))
+                    .execute(ex)
+                    .await
+                    .map_err(sqlx_error)?;
+                Ok(())
+            }
+
+            async fn create_row(&self, new: &NewSession) -> Result<()> {
+                new.check_user_tag()?;
+                let row = Stored::new(new, new.data.iter().cloned().collect()).encode()?;
+                Self::insert_row(&self.inner.pool, &row, new.device.as_ref()).await
+            }
+
+            /// The rest of a login of `user`, in its transaction: inserts its
+            /// row (over the carried-over `data`) and runs `evict` if the
+            /// login limits the user's sessions. Returns the rows evicted.
+            async fn insert_login(
+                tx: &mut <$db as sqlx::Database>::Connection,
+                login: &Login,
+                user: &str,
+                data: &mut std::collections::HashMap<String, String>,
+                evict: &str,
+            ) -> Result<Vec<(String, i64)>> {
+                let row = login_row(login, data)?;
+                Self::insert_row(&mut *tx, &row, login.session.device.as_ref()).await?;
+                let Some(max) = login.max_sessions else {
+                    return Ok(Vec::new());
+                };
+                // Keep the newest `max - 1` others (the new session is one).
+                let keep = i64::try_from(max.max(1) - 1).unwrap_or(i64::MAX);
+                sqlx::query_as(evict)
+                    .bind(user)
+                    .bind(login.session.id.as_str())
+                    .bind(db_time(login.session.now)?)
+                    .bind(keep)
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(sqlx_error)
+            }
+
+            /// The live sessions of a user, in listing order.
+            async fn live_sessions(&self, user_id: &str, now: Millis) -> Result<Vec<SessionInfo>> {
+                let rows: Vec<InfoRow> = sqlx::query_as(LIST)
+                    .bind(user_id)
+                    .bind(db_time(now)?)
+                    .fetch_all(&self.inner.pool)
+                    .await
+                    .map_err(sqlx_error)?;
+                let mut list = rows.into_iter().map(info).collect::<Result<Vec<_>>>()?;
+                sort_listing(&mut list);
+                Ok(list)
+            }
+
+            async fn sync_user_chunks(&self, req: &SyncUser) -> Result<usize> {
+                let (user, now) = (&req.user, req.now);
+                let t = db_time(now)?;
+                let mut count = 0;
+                let mut after = String::new();
+                loop {
+                    let ids: Vec<(String,)> = sqlx::query_as(SYNC_CHUNK)
+                        .bind(&user.id)
+                        .bind(&user.json)
+                        .bind(t)
+                        .bind(&after)
+                        .fetch_all(&self.inner.pool)
+                        .await
+                        .map_err(sqlx_error)?;
+                    let chunk = ids.len();
+                    match ids.into_iter().map(|(id,)| id).max() {
+                        Some(last) => {
+                            count += chunk;
+                            after = last;
+                        }
+                        None => return Ok(count),
+                    }
+                }
+            }
+
+            /// [`SessionStore::connect`] in the transaction `tx` (opened
+            /// as the backend opens its writes): touches the session and
+            /// registers the connection, or deletes the session if dead.
+            async fn connect_in(
+                &self,
+                mut tx: sqlx::Transaction<'_, $db>,
+                req: &Connect,
+            ) -> Result<bool> {
+                let (conn, lease_until, now) = (&req.connection, req.lease_until, req.now);
+                let t = db_time(now)?;
+                let touched: Option<(String,)> = sqlx::query_as(TOUCH)
+                    .bind(conn.session.as_str())
+                    .bind(t)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(sqlx_error)?;
+                if touched.is_none() {
+                    drop(tx);
+                    self.expire(&conn.session, now).await?;
+                    return Ok(false);
+                }
+                sqlx::query(DROP_LEASES)
+                    .bind(conn.session.as_str())
+                    .bind(t)
+                    .bind(&conn.id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(sqlx_error)?;
+                sqlx::query(REGISTER)
+                    .bind(conn.session.as_str())
+                    .bind(&conn.id)
+                    .bind(&conn.node)
+                    .bind(db_time(conn.opened_at)?)
+                    .bind(db_time(lease_until)?)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(sqlx_error)?;
+                tx.commit().await.map_err(sqlx_error)?;
+                Ok(true)
+            }
+
+            async fn disconnect_one(&self, req: &Disconnect) -> Result<()> {
+                sqlx::query(DISCONNECT)
+                    .bind(req.id.as_str())
+                    .bind(req.connection_id.as_str())
+                    .execute(&self.inner.pool)
+                    .await
+                    .map_err(sqlx_error)?;
+                Ok(())
+            }
+
+            async fn live_connections(&self, req: &ListConnections) -> Result<Vec<Connection>> {
+                let rows: Vec<ConnectionRow> = sqlx::query_as(LIST_CONNECTIONS)
+                    .bind(req.user_id.as_str())
+                    .bind(db_time(req.now)?)
+                    .fetch_all(&self.inner.pool)
+                    .await
+                    .map_err(sqlx_error)?;
+                rows.into_iter().map(connection).collect()
+            }
+        }
+    };
+}
+pub(crate) use shared_statements;
+
+/// [`SessionStore::revoke`] given how a backend runs its two deletes:
+/// `one` deletes the one session of `RevokeSessions::scope`, `chunk` the
+/// next chunk of the user's sessions but the one to keep (`''` for none),
+/// each returning how many rows it deleted and the ids that were live.
+async fn revoke_in_chunks<'a, F, G>(
+    scope: &'a Revoke,
+    one: impl FnOnce(&'a SessionId) -> F,
+    chunk: impl Fn(&'a str) -> G,
+) -> Result<Vec<SessionId>>
+where
+    F: std::future::Future<Output = Result<(usize, Vec<SessionId>)>>,
+    G: std::future::Future<Output = Result<(usize, Vec<SessionId>)>>,
+{
+    if let Revoke::One(id) = scope {
+        return Ok(one(id).await?.1);
+    }
+    let keep = match scope {
+        Revoke::AllExcept(keep) => keep.as_str(),
+        _ => "",
+    };
+    let mut revoked = Vec::new();
+    loop {
+        let (deleted, live) = chunk(keep).await?;
+        if deleted == 0 {
+            return Ok(revoked);
+        }
+        revoked.extend(live);
+    }
 }
 
 /// Which row a per-session change reads.

@@ -22,7 +22,6 @@ use sqlx::{Sqlite, Transaction};
 use tokio::sync::broadcast;
 
 use super::*;
-use crate::clock::SystemClock;
 
 /// The embedded migrations: the schema under
 /// `src/store/sql/migrations/sqlite`.
@@ -159,45 +158,11 @@ impl SqliteStore {
     /// and the leases that ran out, in chunks. Returns how many sessions it
     /// deleted.
     pub async fn purge_expired(&self, now: Millis) -> Result<usize> {
-        let t = db_time(now)?;
-        let mut purged = 0;
-        loop {
-            let rows: Vec<(String, i64)> = sqlx::query_as(PURGE)
-                .bind(t)
-                .fetch_all(&self.inner.pool)
-                .await
-                .map_err(sqlx_error)?;
-            if rows.is_empty() {
-                break;
-            }
-            purged += rows.len();
-            crate::metrics::sessions_ended(crate::metrics::Ended::Expiry, rows.len());
-            self.publish(ends(&rows, now, EndReason::Expired)?.0);
-        }
-        sqlx::query(PURGE_LEASES)
-            .bind(t)
-            .execute(&self.inner.pool)
-            .await
-            .map_err(sqlx_error)?;
-        Ok(purged)
-    }
-
-    /// Runs [`purge_expired`](Self::purge_expired) every `interval` on the
-    /// system clock, until the handle is dropped. Expired sessions are never
-    /// served either way; this only returns their space. Call it within a
-    /// Tokio runtime: the task is spawned on the current one.
-    pub fn spawn_cleanup(&self, interval: Duration) -> CleanupHandle {
-        self.spawn_cleanup_with_clock(interval, SystemClock)
-    }
-
-    /// [`spawn_cleanup`](Self::spawn_cleanup) with the time of `clock`
-    /// (give it the clock the layer uses).
-    pub fn spawn_cleanup_with_clock(&self, interval: Duration, clock: impl Clock) -> CleanupHandle {
-        let store = self.clone();
-        CleanupHandle::spawn(interval, clock, move |now| {
-            let store = store.clone();
-            async move { store.purge_expired(now).await }
+        self.purge_chunks(PURGE, now, |rows| {
+            self.publish(ends(rows, now, EndReason::Expired)?.0);
+            Ok(())
         })
+        .await
     }
 
     fn publish(&self, events: Vec<SessionEnded>) {
@@ -227,6 +192,27 @@ impl SqliteStore {
         Ok(live)
     }
 
+    /// Runs a revoking `DELETE` binding `first` and `second` (`$1`, `$2`),
+    /// publishes the ends: how many rows it deleted and the ids that were
+    /// live.
+    async fn revoked(
+        &self,
+        sql: &str,
+        first: &str,
+        second: &str,
+        now: Millis,
+    ) -> Result<(usize, Vec<SessionId>)> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(sql)
+            .bind(first)
+            .bind(second)
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(sqlx_error)?;
+        let (events, live) = ends(&rows, now, EndReason::Revoked)?;
+        self.publish(events);
+        Ok((rows.len(), live))
+    }
+
     async fn write_lock(&self) -> Result<Transaction<'static, Sqlite>> {
         self.inner
             .pool
@@ -235,6 +221,8 @@ impl SqliteStore {
             .map_err(sqlx_error)
     }
 }
+
+shared_statements!(SqliteStore, sqlx::Sqlite);
 
 impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -245,40 +233,19 @@ impl std::fmt::Debug for SqliteStore {
 #[async_trait]
 impl Rows for SqliteStore {
     async fn by_token(&self, hash: &str) -> Result<Option<Row>> {
-        sqlx::query_as(&by_token_sql())
-            .bind(hash)
-            .fetch_optional(&self.inner.pool)
-            .await
-            .map_err(sqlx_error)
+        self.row_by_token(hash).await
     }
 
     async fn by_id(&self, id: &SessionId) -> Result<Option<Row>> {
-        sqlx::query_as(&format!(
-            "SELECT {COLUMNS} FROM sessionkit_sessions {BY_ID}"
-        ))
-        .bind(id.as_str())
-        .fetch_optional(&self.inner.pool)
-        .await
-        .map_err(sqlx_error)
+        self.row_by_id(id).await
     }
 
     async fn put(&self, row: &Row, lease: Option<(&str, i64)>) -> Result<bool> {
-        let sql = update_sql();
         let Some((connection, until)) = lease else {
-            let done = bind_row!(sqlx::query(&sql), row)
-                .bind(row.version)
-                .execute(&self.inner.pool)
-                .await
-                .map_err(sqlx_error)?;
-            return Ok(done.rows_affected() == 1);
+            return Self::update_row(&self.inner.pool, row).await;
         };
         let mut tx = self.write_lock().await?;
-        let done = bind_row!(sqlx::query(&sql), row)
-            .bind(row.version)
-            .execute(&mut *tx)
-            .await
-            .map_err(sqlx_error)?;
-        if done.rows_affected() != 1 {
+        if !Self::update_row(&mut *tx, row).await? {
             return Ok(false);
         }
         sqlx::query(RENEW_LEASE)
@@ -306,14 +273,7 @@ impl SessionStore for SqliteStore {
     }
 
     async fn create(&self, new: &NewSession) -> Result<()> {
-        new.check_user_tag()?;
-        let row = Stored::new(new, new.data.iter().cloned().collect()).encode()?;
-        bind_row!(sqlx::query(&insert_sql()), &row)
-            .bind(crate::device::stored(new.device.as_ref()))
-            .execute(&self.inner.pool)
-            .await
-            .map_err(sqlx_error)?;
-        Ok(())
+        self.create_row(new).await
     }
 
     async fn save(&self, req: &Save) -> Result<bool> {
@@ -336,7 +296,6 @@ impl SessionStore for SqliteStore {
     async fn login(&self, login: &Login) -> Result<LoginOutcome> {
         let user = login_user(login)?;
         let now = login.session.now;
-        let t = db_time(now)?;
         // One writer at a time: two logins of one user cannot both count
         // the same sessions.
         let mut tx = self.write_lock().await?;
@@ -352,28 +311,9 @@ impl SessionStore for SqliteStore {
             None => None,
         };
         let (mut data, mut events) = carried_data(taken, &user.id, now)?;
-        let row = login_row(login, &mut data)?;
-        bind_row!(sqlx::query(&insert_sql()), &row)
-            .bind(crate::device::stored(login.session.device.as_ref()))
-            .execute(&mut *tx)
-            .await
-            .map_err(sqlx_error)?;
-        let mut evicted = Vec::new();
-        if let Some(max) = login.max_sessions {
-            // Keep the newest `max - 1` others (the new session is one).
-            let keep = i64::try_from(max.max(1) - 1).unwrap_or(i64::MAX);
-            let rows: Vec<(String, i64)> = sqlx::query_as(EVICT)
-                .bind(&user.id)
-                .bind(login.session.id.as_str())
-                .bind(t)
-                .bind(keep)
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(sqlx_error)?;
-            let (ended, live) = ends(&rows, now, EndReason::Revoked)?;
-            events.extend(ended);
-            evicted = live;
-        }
+        let rows = Self::insert_login(&mut tx, login, &user.id, &mut data, EVICT).await?;
+        let (ended, evicted) = ends(&rows, now, EndReason::Revoked)?;
+        events.extend(ended);
         tx.commit().await.map_err(sqlx_error)?;
         self.publish(events);
         Ok(LoginOutcome { data, evicted })
@@ -395,109 +335,26 @@ impl SessionStore for SqliteStore {
         let (user_id, now) = (req.user_id.as_str(), req.now);
         self.delete(PRUNE_USER, user_id, now, EndReason::Expired)
             .await?;
-        let rows: Vec<InfoRow> = sqlx::query_as(LIST)
-            .bind(user_id)
-            .bind(db_time(now)?)
-            .fetch_all(&self.inner.pool)
-            .await
-            .map_err(sqlx_error)?;
-        let mut list = rows.into_iter().map(info).collect::<Result<Vec<_>>>()?;
-        sort_listing(&mut list);
-        Ok(list)
+        self.live_sessions(user_id, now).await
     }
 
     async fn revoke(&self, req: &RevokeSessions) -> Result<Vec<SessionId>> {
-        let (user_id, scope, now) = (req.user_id.as_str(), &req.scope, req.now);
-        if let Revoke::One(one) = scope {
-            let rows: Vec<(String, i64)> = sqlx::query_as(REVOKE_ONE)
-                .bind(one.as_str())
-                .bind(user_id)
-                .fetch_all(&self.inner.pool)
-                .await
-                .map_err(sqlx_error)?;
-            let (events, live) = ends(&rows, now, EndReason::Revoked)?;
-            self.publish(events);
-            return Ok(live);
-        }
-        let keep = match scope {
-            Revoke::AllExcept(keep) => keep.as_str(),
-            _ => "",
-        };
-        let mut revoked = Vec::new();
-        loop {
-            let rows: Vec<(String, i64)> = sqlx::query_as(REVOKE_CHUNK)
-                .bind(user_id)
-                .bind(keep)
-                .fetch_all(&self.inner.pool)
-                .await
-                .map_err(sqlx_error)?;
-            if rows.is_empty() {
-                return Ok(revoked);
-            }
-            let (events, live) = ends(&rows, now, EndReason::Revoked)?;
-            self.publish(events);
-            revoked.extend(live);
-        }
+        let (user_id, now) = (req.user_id.as_str(), req.now);
+        revoke_in_chunks(
+            &req.scope,
+            |one| self.revoked(REVOKE_ONE, one.as_str(), user_id, now),
+            |keep| self.revoked(REVOKE_CHUNK, user_id, keep, now),
+        )
+        .await
     }
 
     async fn sync_user(&self, req: &SyncUser) -> Result<usize> {
-        let (user, now) = (&req.user, req.now);
-        let t = db_time(now)?;
-        let mut count = 0;
-        let mut after = String::new();
-        loop {
-            let ids: Vec<(String,)> = sqlx::query_as(SYNC_CHUNK)
-                .bind(&user.id)
-                .bind(&user.json)
-                .bind(t)
-                .bind(&after)
-                .fetch_all(&self.inner.pool)
-                .await
-                .map_err(sqlx_error)?;
-            let chunk = ids.len();
-            match ids.into_iter().map(|(id,)| id).max() {
-                Some(last) => {
-                    count += chunk;
-                    after = last;
-                }
-                None => return Ok(count),
-            }
-        }
+        self.sync_user_chunks(req).await
     }
 
     async fn connect(&self, req: &Connect) -> Result<bool> {
-        let (conn, lease_until, now) = (&req.connection, req.lease_until, req.now);
-        let t = db_time(now)?;
-        let mut tx = self.write_lock().await?;
-        let touched: Option<(String,)> = sqlx::query_as(TOUCH)
-            .bind(conn.session.as_str())
-            .bind(t)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(sqlx_error)?;
-        if touched.is_none() {
-            drop(tx);
-            self.expire(&conn.session, now).await?;
-            return Ok(false);
-        }
-        sqlx::query(DROP_LEASES)
-            .bind(conn.session.as_str())
-            .bind(t)
-            .bind(&conn.id)
-            .execute(&mut *tx)
-            .await
-            .map_err(sqlx_error)?;
-        sqlx::query(REGISTER)
-            .bind(conn.session.as_str())
-            .bind(&conn.id)
-            .bind(&conn.node)
-            .bind(db_time(conn.opened_at)?)
-            .bind(db_time(lease_until)?)
-            .execute(&mut *tx)
-            .await
-            .map_err(sqlx_error)?;
-        tx.commit().await.map_err(sqlx_error)?;
-        Ok(true)
+        let tx = self.write_lock().await?;
+        self.connect_in(tx, req).await
     }
 
     async fn fetch(&self, f: &Fetch) -> Result<Option<Fetched>> {
@@ -505,25 +362,11 @@ impl SessionStore for SqliteStore {
     }
 
     async fn disconnect(&self, req: &Disconnect) -> Result<()> {
-        let (id, connection_id) = (&req.id, req.connection_id.as_str());
-        sqlx::query(DISCONNECT)
-            .bind(id.as_str())
-            .bind(connection_id)
-            .execute(&self.inner.pool)
-            .await
-            .map_err(sqlx_error)?;
-        Ok(())
+        self.disconnect_one(req).await
     }
 
     async fn list_connections(&self, req: &ListConnections) -> Result<Vec<Connection>> {
-        let (user_id, now) = (req.user_id.as_str(), req.now);
-        let rows: Vec<ConnectionRow> = sqlx::query_as(LIST_CONNECTIONS)
-            .bind(user_id)
-            .bind(db_time(now)?)
-            .fetch_all(&self.inner.pool)
-            .await
-            .map_err(sqlx_error)?;
-        rows.into_iter().map(connection).collect()
+        self.live_connections(req).await
     }
 
     fn subscribe(&self) -> broadcast::Receiver<SessionEnded> {
