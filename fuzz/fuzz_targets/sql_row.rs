@@ -76,6 +76,7 @@ fuzz_target!(|c: Columns| {
                 absolute_deadline: None,
                 user: None,
                 label: None,
+                device: None,
                 data: Vec::new(),
             })
             .await
