@@ -344,17 +344,27 @@ impl LiveSession {
             }
             _ => {}
         }
-        let now = session.id();
-        if now.as_ref() == self.id() {
+        let current = session.id();
+        if current.as_ref() == self.id() {
             return Ok(());
         }
-        self.unbind();
-        // The previous session ended by this connection's own hand (or was
-        // found ended): that is not this connection's end.
-        self.ended_tx.send_replace(None);
-        match now {
-            Some(id) => self.bind(id).await,
-            None => Ok(()),
+        match (current, update) {
+            // A login or a first write: this connection's own doing, so the
+            // end of the previous session is not this connection's end.
+            (Some(id), _) => {
+                self.unbind();
+                self.ended_tx.send_replace(None);
+                self.bind(id).await
+            }
+            // A logout here: the connection stays open, anonymous.
+            (None, TokenUpdate::Drop) => {
+                self.unbind();
+                self.ended_tx.send_replace(None);
+                Ok(())
+            }
+            // Ended elsewhere meanwhile: that end reaches the connection
+            // through `ended()`, as for any other.
+            (None, _) => Ok(()),
         }
     }
 
