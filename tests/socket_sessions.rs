@@ -308,8 +308,12 @@ async fn a_first_write_over_an_anonymous_socket_creates_its_session(backend: Bac
     assert_eq!(ok, "ok");
     let token = token.expect("a new session's token");
     assert_eq!(ask(&mut socket, "get colour").await, (None, "green".into()));
-    let reopened = s.socket(Some(&token)).await;
-    drop(reopened);
+    // The token names the stored session: a new socket with it reads it.
+    let mut reopened = s.socket(Some(&token)).await;
+    assert_eq!(
+        ask(&mut reopened, "get colour").await,
+        (None, "green".into())
+    );
 }
 
 async fn a_regeneration_over_a_socket_is_told_once(backend: Backend) {
