@@ -82,42 +82,19 @@ impl Chromium {
     /// Starts a browser named `name` (in failure messages and screenshot
     /// names) with an empty profile, and attaches to its tab.
     pub async fn launch(name: &str) -> Chromium {
-        let profile = std::env::temp_dir().join(format!(
-            "sessionkit-chromium-{}-{name}-{:x}",
-            std::process::id(),
-            super::postgres::random_u64()
-        ));
-        let mut child = Command::new(binary())
-            .args([
-                "--headless=new",
-                // As root in a container Chromium refuses to start with its
-                // sandbox; the tests only load their own loopback pages.
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-dev-shm-usage",
-                "--no-first-run",
-                "--no-default-browser-check",
-                "--disable-extensions",
-                "--disable-background-networking",
-                "--disable-sync",
-                "--window-size=1000,1100",
-                "--hide-scrollbars",
-                "--remote-debugging-port=0",
-            ])
-            .arg(format!("--user-data-dir={}", profile.display()))
-            .arg("about:blank")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot start `{}`: {e}; install Chromium (`apt-get install chromium`, \
-                     which scripts/test.sh does) or set CHROMIUM",
-                    binary()
-                )
-            });
-        let url = devtools_url(&mut child, name);
+        // Browsers start one at a time: a first start on a fresh machine
+        // builds caches (fonts, the profile) and several at once on two
+        // cores can take longer than any sensible bound each.
+        static LAUNCH: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+        let _one_at_a_time = LAUNCH.lock().await;
+        let (child, profile, url) = match start(name) {
+            Ok(started) => started,
+            // One retry: a start that stalls once (a cold cache, a busy
+            // machine) is not what the browser tests are about.
+            Err(first) => start(name).unwrap_or_else(|second| {
+                panic!("{name}: Chromium did not start.\nfirst try: {first}\nsecond try: {second}")
+            }),
+        };
         let (ws, _) = tokio_tungstenite::connect_async(&url)
             .await
             .unwrap_or_else(|e| panic!("{name}: cannot connect to {url}: {e}"));
@@ -402,24 +379,90 @@ fn screenshots_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("target/screenshots"))
 }
 
+/// Starts one browser process with a fresh profile and waits (bounded) for
+/// it to say where its DevTools endpoint is. On failure the process is
+/// killed, its profile removed, and the error carries what it printed.
+fn start(name: &str) -> Result<(Child, PathBuf, String), String> {
+    let profile = std::env::temp_dir().join(format!(
+        "sessionkit-chromium-{}-{name}-{:x}",
+        std::process::id(),
+        super::postgres::random_u64()
+    ));
+    let mut child = Command::new(binary())
+        .args([
+            "--headless=new",
+            // As root in a container Chromium refuses to start with its
+            // sandbox; the tests only load their own loopback pages.
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--no-first-run",
+            "--no-default-browser-check",
+            "--disable-extensions",
+            "--disable-background-networking",
+            "--disable-sync",
+            "--window-size=1000,1100",
+            "--hide-scrollbars",
+            "--remote-debugging-port=0",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg("about:blank")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot start `{}`: {e}; install Chromium (`apt-get install chromium`, \
+                 which scripts/test.sh does) or set CHROMIUM",
+                binary()
+            )
+        });
+    match devtools_url(&mut child) {
+        Ok(url) => Ok((child, profile, url)),
+        Err(printed) => {
+            let _ = child.kill();
+            let status = child.wait().map(|s| s.to_string()).unwrap_or_default();
+            let _ = std::fs::remove_dir_all(&profile);
+            Err(format!(
+                "no DevTools URL within {STARTUP:?} (process {status}); it printed:\n{printed}"
+            ))
+        }
+    }
+}
+
+/// How long one browser start may take before it is retried.
+const STARTUP: Duration = Duration::from_secs(45);
+
 /// Reads Chromium's stderr until it says where its DevTools endpoint is;
 /// keeps draining it afterwards so the browser never blocks on the pipe.
-fn devtools_url(child: &mut Child, name: &str) -> String {
-    let stderr = child.stderr.take().unwrap();
+/// On a timeout, gives back the last lines it printed.
+fn devtools_url(child: &mut Child) -> Result<String, String> {
+    let stderr = child.stderr.take().ok_or("no stderr pipe")?;
+    let printed: Arc<Mutex<Vec<String>>> = Arc::default();
     let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut tx = Some(tx);
-        for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            if let Some(url) = line.strip_prefix("DevTools listening on ") {
-                if let Some(tx) = tx.take() {
-                    let _ = tx.send(url.trim().to_owned());
+    std::thread::spawn({
+        let printed = printed.clone();
+        move || {
+            let mut tx = Some(tx);
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Some(url) = line.strip_prefix("DevTools listening on ") {
+                    if let Some(tx) = tx.take() {
+                        let _ = tx.send(url.trim().to_owned());
+                    }
+                } else if tx.is_some() {
+                    let mut printed = printed.lock().unwrap();
+                    if printed.len() == 40 {
+                        printed.remove(0);
+                    }
+                    printed.push(line);
                 }
             }
         }
     });
-    rx.recv_timeout(Duration::from_secs(20))
-        .unwrap_or_else(|_| panic!("{name}: Chromium did not print its DevTools URL"))
+    rx.recv_timeout(STARTUP)
+        .map_err(|_| printed.lock().unwrap().join("\n"))
 }
 
 fn console_line(msg: &Value) -> Option<String> {
