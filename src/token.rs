@@ -1,13 +1,18 @@
 //! Session tokens, session ids and the digests stores key them by.
 //!
-//! A [`Token`] is the credential a client holds. It is made of a 4-character
-//! *routing tag* and a 256-bit secret from the OS CSPRNG, all URL-safe base64
-//! (47 characters). The tag is shared by every key of one session so that a
-//! store partitioned by key (Redis Cluster, a sharded memory map) can keep a
-//! session's keys together; it carries no secret and no metadata.
+//! A [`Token`] is the credential a client holds. It is its session's
+//! [`SessionId`] (26 characters, starting with the 4-character *routing
+//! tag*) followed by a 256-bit secret from the OS CSPRNG, all URL-safe
+//! base64 (69 characters). The tag is shared by every key of one session so
+//! that a store partitioned by key (Redis Cluster, a sharded memory map) can
+//! keep a session's keys together. The id lets a store read the session in
+//! one plain lookup and check the token against it, instead of resolving
+//! the token first: it is no secret (it grants nothing, and listings show
+//! it), and every token of a session, through all its rotations, starts
+//! with the same id.
 //!
-//! Stores never see a token: they get a [`TokenDigest`], the tag plus a
-//! SHA-256 of the whole token, so that reading the store hands out no live
+//! Stores never see a token: they get a [`TokenDigest`], the session id plus
+//! a SHA-256 of the whole token, so that reading the store hands out no live
 //! credential. When a token is rotated the replacement must be handed to every
 //! concurrent request that still carries the old token, so the store keeps it
 //! *sealed* under the old token: only a holder of the old token can open it.
@@ -29,7 +34,7 @@ const TAG_BYTES: usize = 3;
 const SECRET_BYTES: usize = 32;
 const SECRET_LEN: usize = 43;
 /// Length of a well-formed token, in characters.
-pub const TOKEN_LEN: usize = TAG_LEN + SECRET_LEN;
+pub const TOKEN_LEN: usize = ID_LEN + SECRET_LEN;
 const ID_BYTES: usize = 16;
 const ID_LEN: usize = TAG_LEN + 22;
 const NONCE_BYTES: usize = 16;
@@ -150,20 +155,37 @@ impl fmt::Debug for SessionId {
 pub struct Token(String);
 
 impl Token {
-    /// A fresh token under `tag`, with 256 bits from the OS CSPRNG.
-    pub fn generate(tag: &Tag) -> Self {
-        Token(format!("{}{}", tag.0, B64.encode(random::<SECRET_BYTES>())))
+    /// A fresh token of the session `id`, with 256 bits from the OS CSPRNG.
+    pub fn generate(id: &SessionId) -> Self {
+        Token(format!("{}{}", id.0, B64.encode(random::<SECRET_BYTES>())))
     }
 
     /// Parses a token presented by a client. Returns `None` for anything not
     /// well formed (length, alphabet), so garbage never reaches a store.
     pub fn parse(s: &str) -> Option<Self> {
-        (s.len() == TOKEN_LEN && is_b64url(s)).then(|| Token(s.to_owned()))
+        if s.len() != TOKEN_LEN || !is_b64url(s) {
+            return None;
+        }
+        // The secret must be canonical base64 (its padding bits zero), so a
+        // token has one spelling: a twin differing in a padding bit is no
+        // token rather than a second spelling of a live one.
+        let mut secret = [0u8; SECRET_BYTES + 2];
+        matches!(
+            B64.decode_slice(&s[ID_LEN..], &mut secret),
+            Ok(SECRET_BYTES)
+        )
+        .then(|| Token(s.to_owned()))
     }
 
     /// The routing tag of the token's session.
     pub fn tag(&self) -> Tag {
         Tag(self.0[..TAG_LEN].to_owned())
+    }
+
+    /// The id of the session the token names. Only a store can say whether
+    /// the token is still one of that session's: the id is no credential.
+    pub fn session_id(&self) -> SessionId {
+        SessionId(self.0[..ID_LEN].to_owned())
     }
 
     /// The token as text, for a cookie or header value.
@@ -178,7 +200,7 @@ impl Token {
             .chain_update(self.0.as_bytes())
             .finalize();
         TokenDigest {
-            tag: self.tag(),
+            session: self.session_id(),
             hash: B64.encode(hash),
         }
     }
@@ -207,21 +229,32 @@ impl fmt::Debug for Token {
     }
 }
 
-/// What a store knows of a token: its session's tag and a SHA-256 of it.
+/// What a store knows of a token: the id of the session it names and a
+/// SHA-256 of it. The id is a claim of the client's: a store finds the
+/// session by it, or by the hash, and accepts the token only if the hash is
+/// one of that session's.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct TokenDigest {
-    /// The routing tag, shared with the session's id.
-    pub tag: Tag,
+    /// The session the token names (the first part of the token).
+    pub session: SessionId,
     /// URL-safe base64 of the token's SHA-256 (43 characters).
     pub hash: String,
+}
+
+impl TokenDigest {
+    /// The routing tag of the session the token names.
+    pub fn tag(&self) -> Tag {
+        self.session.tag()
+    }
 }
 
 /// Seals `replacement` so that only a holder of `old` can open it.
 ///
 /// The secret part of the replacement is XORed with a pad derived from the old
 /// token and a random nonce (SHA-256 used as a keyed PRF over a 256-bit key).
-/// The tag is not sealed: old and new tokens of a session share it.
+/// The session id is not sealed: old and new tokens of a session share it.
 pub(crate) fn seal(old: &Token, replacement: &Token) -> String {
+    debug_assert_eq!(old.session_id(), replacement.session_id());
     let nonce = random::<NONCE_BYTES>();
     let pad = old.pad(&nonce);
     let mut out = Vec::with_capacity(NONCE_BYTES + SECRET_BYTES);
@@ -229,7 +262,7 @@ pub(crate) fn seal(old: &Token, replacement: &Token) -> String {
     // A token we generated always decodes; a parsed one was checked for the
     // alphabet and length, so decoding cannot fail either.
     let secret = B64
-        .decode(&replacement.0[TAG_LEN..])
+        .decode(&replacement.0[ID_LEN..])
         .unwrap_or_else(|_| vec![0; SECRET_BYTES]);
     out.extend(secret.iter().zip(pad).map(|(s, p)| s ^ p));
     B64.encode(out)
@@ -245,11 +278,7 @@ pub(crate) fn unseal(old: &Token, sealed: &str) -> Option<Token> {
     let (nonce, body) = raw.split_at(NONCE_BYTES);
     let pad = old.pad(nonce);
     let secret: Vec<u8> = body.iter().zip(pad).map(|(s, p)| s ^ p).collect();
-    Some(Token(format!(
-        "{}{}",
-        &old.0[..TAG_LEN],
-        B64.encode(secret)
-    )))
+    Some(Token(format!("{}{}", &old.0[..ID_LEN], B64.encode(secret))))
 }
 
 #[cfg(test)]
@@ -259,18 +288,21 @@ mod tests {
     #[test]
     fn tokens_are_well_formed_and_distinct() {
         let tag = Tag::random();
-        let a = Token::generate(&tag);
-        let b = Token::generate(&tag);
+        let id = SessionId::generate(&tag);
+        let a = Token::generate(&id);
+        let b = Token::generate(&id);
         assert_eq!(a.as_str().len(), TOKEN_LEN);
         assert_ne!(a, b);
         assert_eq!(Token::parse(a.as_str()), Some(a.clone()));
         assert_eq!(a.tag(), tag);
+        assert_eq!(a.session_id(), id);
+        assert_eq!(a.digest().session, id);
         assert!(!format!("{a:?}").contains(a.as_str()));
     }
 
     #[test]
     fn malformed_tokens_are_rejected() {
-        let good = Token::generate(&Tag::random());
+        let good = Token::generate(&SessionId::generate(&Tag::random()));
         assert!(Token::parse("").is_none());
         assert!(Token::parse(&good.as_str()[1..]).is_none());
         assert!(Token::parse(&format!("{}A", good.as_str())).is_none());
@@ -278,25 +310,35 @@ mod tests {
         bad.replace_range(5..6, "+");
         assert!(Token::parse(&bad).is_none());
         assert!(Token::parse(&"é".repeat(TOKEN_LEN / 2)).is_none());
+        // The last character of the secret carries 2 bits of padding; only
+        // the canonical spelling (zero bits) is a token, so that one token
+        // has one spelling.
+        let canonical = good.as_str().to_owned();
+        let last = canonical.as_bytes()[TOKEN_LEN - 1];
+        let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        let pos = alphabet.iter().position(|&c| c == last).unwrap();
+        let mut twin = canonical[..TOKEN_LEN - 1].to_owned();
+        twin.push(alphabet[pos ^ 1] as char);
+        assert!(Token::parse(&twin).is_none(), "{twin}");
     }
 
     #[test]
     fn digest_does_not_contain_the_token() {
-        let t = Token::generate(&Tag::random());
+        let t = Token::generate(&SessionId::generate(&Tag::random()));
         let d = t.digest();
-        assert!(!d.hash.contains(&t.as_str()[TAG_LEN..]));
+        assert!(!d.hash.contains(&t.as_str()[ID_LEN..]));
         assert_eq!(d, t.clone().digest());
     }
 
     #[test]
     fn seal_round_trips_only_with_the_old_token() {
-        let tag = Tag::random();
-        let old = Token::generate(&tag);
-        let new = Token::generate(&tag);
+        let id = SessionId::generate(&Tag::random());
+        let old = Token::generate(&id);
+        let new = Token::generate(&id);
         let sealed = seal(&old, &new);
-        assert!(!sealed.contains(&new.as_str()[TAG_LEN..]));
+        assert!(!sealed.contains(&new.as_str()[ID_LEN..]));
         assert_eq!(unseal(&old, &sealed), Some(new.clone()));
-        let other = Token::generate(&tag);
+        let other = Token::generate(&id);
         assert_ne!(unseal(&other, &sealed), Some(new));
         assert_eq!(unseal(&old, "garbage"), None);
     }
@@ -332,7 +374,10 @@ mod tests {
         use proptest::prelude::*;
 
         fn any_token() -> impl Strategy<Value = Token> {
-            "[A-Za-z0-9_-]{47}".prop_map(|s| Token::parse(&s).expect("47 URL-safe characters"))
+            ("[A-Za-z0-9_-]{26}", any::<[u8; SECRET_BYTES]>()).prop_map(|(id, secret)| {
+                let text = format!("{id}{}", B64.encode(secret));
+                Token::parse(&text).expect("an id and a canonical secret")
+            })
         }
 
         proptest! {
@@ -345,7 +390,7 @@ mod tests {
             ) {
                 if let Some(token) = unseal(&old, &sealed) {
                     prop_assert_eq!(Token::parse(token.as_str()), Some(token.clone()));
-                    prop_assert_eq!(token.tag(), old.tag());
+                    prop_assert_eq!(token.session_id(), old.session_id());
                 }
             }
 
@@ -356,8 +401,8 @@ mod tests {
                 secret in any::<[u8; SECRET_BYTES]>(),
             ) {
                 // Replacements are generated, never parsed: 32 bytes under
-                // the old token's tag.
-                let new = Token(format!("{}{}", old.tag().as_str(), B64.encode(secret)));
+                // the old token's session id.
+                let new = Token(format!("{}{}", old.session_id(), B64.encode(secret)));
                 let sealed = seal(&old, &new);
                 prop_assert_eq!(unseal(&old, &sealed), Some(new.clone()));
                 if other != old {

@@ -173,7 +173,7 @@ fn no_store(headers: &mut HeaderMap) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::token::Tag;
+    use crate::token::{SessionId, Tag};
 
     const NAME: &str = "__Host-sessionkit";
 
@@ -187,7 +187,7 @@ mod tests {
     }
 
     fn token() -> Token {
-        Token::generate(&Tag::random())
+        Token::generate(&SessionId::generate(&Tag::random()))
     }
 
     #[test]

@@ -28,13 +28,13 @@ const COMMAND_BUDGET: Duration = Duration::from_millis(5);
 
 fn login(user: &str, now: u64) -> Login {
     let tag = Tag::for_user(user);
-    let token = Token::generate(&tag);
+    let token = Token::generate(&SessionId::generate(&tag));
     Login {
         from: None,
         delta: Delta::default(),
         session: NewSession {
             device: None,
-            id: SessionId::generate(&tag),
+            id: token.session_id(),
             token: token.digest(),
             now,
             idle_timeout: 3_600_000,

@@ -30,10 +30,10 @@ fn now() -> Millis {
 
 fn new_session(now: Millis, user: Option<&str>) -> (NewSession, Token) {
     let tag = user.map_or_else(Tag::random, Tag::for_user);
-    let token = Token::generate(&tag);
+    let token = Token::generate(&SessionId::generate(&tag));
     let new = NewSession {
         device: None,
-        id: SessionId::generate(&tag),
+        id: token.session_id(),
         token: token.digest(),
         now,
         idle_timeout: 30 * MINUTE,
@@ -190,7 +190,7 @@ async fn calls(c: &Counted, check: bool) {
     )
     .unwrap();
     assert!(matches!(slid, Lookup::Found { .. }));
-    let next = Token::generate(&token.tag());
+    let next = Token::generate(&token.session_id());
     let rotation = Rotation {
         id: id.clone(),
         old: token.digest(),
@@ -211,7 +211,7 @@ async fn calls(c: &Counted, check: bool) {
         now: t + 3 * MINUTE + 1,
     };
     assert!(count!("fetch", 2, s.fetch(&fetch)).unwrap().is_some());
-    let fresh = Token::generate(&token.tag());
+    let fresh = Token::generate(&token.session_id());
     let regenerated = count!(
         "regenerate",
         2,
@@ -642,7 +642,7 @@ async fn a_corrupt_row_is_an_error_not_a_panic(db: Backend) {
         .rotate(&Rotation {
             id: new.id.clone(),
             old: token.digest(),
-            new: Token::generate(&token.tag()).digest(),
+            new: Token::generate(&token.session_id()).digest(),
             sealed: String::new(),
             now: t + 2,
             ojs: 1,

@@ -64,8 +64,8 @@ fn store() -> &'static SqliteStore {
 fuzz_target!(|c: Columns| {
     let store = store();
     runtime().block_on(async {
-        let token = Token::generate(&Tag::random());
-        let id = SessionId::generate(&token.tag());
+        let token = Token::generate(&SessionId::generate(&Tag::random()));
+        let id = token.session_id();
         let now = 1_000_000;
         store
             .create(&NewSession {
@@ -133,7 +133,7 @@ fuzz_target!(|c: Columns| {
                 now,
             })
             .await;
-        let next = Token::generate(&token.tag());
+        let next = Token::generate(&token.session_id());
         let _ = store
             .rotate(&Rotation {
                 id: id.clone(),

@@ -22,10 +22,10 @@ macro_rules! __sessionkit_conformance_load {
 /// record created (id, times, TTG, deadlines, label, data, no user).
 pub async fn create_and_load<S: SessionStore + Clone>(store: S) {
     let t0 = start();
-    let token = Token::generate(&Tag::random());
+    let token = Token::generate(&SessionId::generate(&Tag::random()));
     let new = NewSession {
         device: None,
-        id: SessionId::generate(&token.tag()),
+        id: token.session_id(),
         token: token.digest(),
         now: t0,
         idle_timeout: IDLE,
@@ -70,13 +70,13 @@ pub async fn create_and_load<S: SessionStore + Clone>(store: S) {
 /// shares the routing tag of a live session; such lookups create nothing.
 pub async fn load_unknown_token<S: SessionStore + Clone>(store: S) {
     let t0 = start();
-    let stranger = Token::generate(&Tag::random());
+    let stranger = Token::generate(&SessionId::generate(&Tag::random()));
     expect_missing(
         load(&store, &stranger, t0).await,
         "loading a token no session was created with",
     );
     let (id, token) = create(&store, t0, &[("k", "1")]).await;
-    let sibling = Token::generate(&token.tag());
+    let sibling = Token::generate(&token.session_id());
     expect_missing(
         load(&store, &sibling, t0 + SECOND).await,
         "loading an unknown token with the routing tag of a live session",

@@ -450,7 +450,7 @@ pub async fn regenerate_replaces_every_token<S: SessionStore + Clone>(store: S) 
     let t1 = t0 + 5 * MINUTE;
     let rotated = rotate_installed(&store, &id, &old, t1, "rotating before regenerate").await;
     let t2 = t1 + SECOND;
-    let new = Token::generate(&id.tag());
+    let new = Token::generate(&id);
     let delta = Delta {
         set: pairs(&[("b", "3")]),
         remove: vec!["a".to_owned()],
@@ -511,7 +511,7 @@ pub async fn regenerate_replaces_every_token<S: SessionStore + Clone>(store: S) 
             .await,
         "destroy",
     );
-    let after_destroy = Token::generate(&id.tag());
+    let after_destroy = Token::generate(&id);
     assert!(
         !ok(
             store
@@ -532,7 +532,7 @@ pub async fn regenerate_replaces_every_token<S: SessionStore + Clone>(store: S) 
     );
 
     let dead = t0 + IDLE;
-    let after_expiry = Token::generate(&expiring.tag());
+    let after_expiry = Token::generate(&expiring);
     assert!(
         !ok(
             store

@@ -79,10 +79,10 @@ pub(super) fn bound(user: &str, version: u32) -> BoundUser {
 
 /// An anonymous session to create (random tag) and its token.
 pub(super) fn anonymous(now: Millis, items: &[(&str, &str)]) -> (NewSession, Token) {
-    let token = Token::generate(&Tag::random());
+    let token = Token::generate(&SessionId::generate(&Tag::random()));
     let new = NewSession {
         device: None,
-        id: SessionId::generate(&token.tag()),
+        id: token.session_id(),
         token: token.digest(),
         now,
         idle_timeout: IDLE,
@@ -109,10 +109,10 @@ pub(super) async fn create<S: SessionStore>(
 /// the layer builds it: id and token both carry the user's tag.
 pub(super) fn login_request(user: &str, now: Millis) -> (Login, Token) {
     let tag = Tag::for_user(user);
-    let token = Token::generate(&tag);
+    let token = Token::generate(&SessionId::generate(&tag));
     let session = NewSession {
         device: None,
-        id: SessionId::generate(&tag),
+        id: token.session_id(),
         token: token.digest(),
         now,
         idle_timeout: IDLE,
@@ -308,7 +308,7 @@ pub(super) fn sorted(mut conns: Vec<Connection>) -> Vec<Connection> {
 
 /// A rotation of `old` to a fresh candidate, as the layer builds it.
 pub(super) fn rotation(id: &SessionId, old: &Token, now: Millis) -> (Rotation, Token) {
-    let new = Token::generate(&old.tag());
+    let new = Token::generate(&old.session_id());
     let rotation = Rotation {
         id: id.clone(),
         old: old.digest(),

@@ -37,8 +37,8 @@ impl Session {
         let _one_at_a_time = self.inner.saving.lock().await;
         let shared = self.shared();
         let now = shared.now();
-        let tag = Tag::for_user(&bound.id);
-        let token = Token::generate(&tag);
+        let id = SessionId::generate(&Tag::for_user(&bound.id));
+        let token = Token::generate(&id);
         let (from, changes, label) = {
             let mut st = self.state();
             let from = st.record.as_ref().map(|r| r.id.clone());
@@ -50,7 +50,7 @@ impl Session {
         }
         let delta = changes.delta();
         let session = NewSession {
-            id: SessionId::generate(&tag),
+            id,
             token: token.digest(),
             now,
             idle_timeout: changes
@@ -170,7 +170,7 @@ impl Session {
         };
         let shared = self.shared();
         let now = shared.now();
-        let token = Token::generate(&id.tag());
+        let token = Token::generate(&id);
         let done = shared
             .call(
                 "regenerate",

@@ -193,7 +193,7 @@ impl Session {
     async fn create(&self, changes: Changes, now: Millis) -> Result<(), Error> {
         let shared = self.shared();
         let id = SessionId::generate(&Tag::random());
-        let token = Token::generate(&id.tag());
+        let token = Token::generate(&id);
         let delta = changes.delta();
         let new = NewSession {
             id,

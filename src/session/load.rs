@@ -184,7 +184,7 @@ impl Session {
     ) -> Result<Replacement, Error> {
         let shared = self.shared();
         let (ojs, cijs) = Regeneration::windows_or_default(shared.config.regeneration.as_ref());
-        let new = Token::generate(&old.tag());
+        let new = Token::generate(&old.session_id());
         let rotation = Rotation {
             id: record.id.clone(),
             old: old.digest(),

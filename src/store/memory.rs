@@ -614,7 +614,7 @@ impl SessionStore for MemoryStore {
         let now = opts.now;
         let mut ended = Vec::new();
         let lookup = {
-            let mut shard = self.inner.shard(&token.tag);
+            let mut shard = self.inner.shard(&token.tag());
             let Some(id) = shard.tokens.get(&token.hash).cloned() else {
                 return Ok(Lookup::Missing);
             };
@@ -977,8 +977,8 @@ mod tests {
     async fn rotations_do_not_grow_the_expiry_heap() {
         let store = MemoryStore::new();
         let clock = 1_000_000;
-        let token = Token::generate(&Tag::random());
-        let id = SessionId::generate(&token.tag());
+        let token = Token::generate(&SessionId::generate(&Tag::random()));
+        let id = token.session_id();
         let new = NewSession {
             device: None,
             id: id.clone(),
@@ -994,7 +994,7 @@ mod tests {
         let mut old = token;
         for i in 0..1_000u64 {
             let now = clock + i * 10;
-            let next = Token::generate(&old.tag());
+            let next = Token::generate(&old.session_id());
             let r = Rotation {
                 id: id.clone(),
                 old: old.digest(),
@@ -1031,9 +1031,9 @@ mod tests {
     }
 
     fn new_session(tag: &Tag, user: Option<&str>, now: Millis) -> (NewSession, Token) {
-        let token = Token::generate(tag);
+        let token = Token::generate(&SessionId::generate(tag));
         let new = NewSession {
-            id: SessionId::generate(tag),
+            id: token.session_id(),
             token: token.digest(),
             now,
             idle_timeout: 60_000,

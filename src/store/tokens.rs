@@ -247,7 +247,7 @@ mod tests {
 
     fn digest(hash: &str) -> TokenDigest {
         TokenDigest {
-            tag: Tag::random(),
+            session: SessionId::generate(&Tag::random()),
             hash: hash.to_owned(),
         }
     }

@@ -30,7 +30,7 @@ impl Keys {
     }
 
     pub(super) fn token(&self, digest: &TokenDigest) -> (String, String) {
-        let base = self.base(&digest.tag);
+        let base = self.base(&digest.tag());
         let key = format!("{base}t:{}", digest.hash);
         (base, key)
     }

@@ -10,7 +10,7 @@ use redis::Value;
 use super::ops::Chunk;
 use crate::clock::Millis;
 use crate::store::{
-    BoundUser, Connection, Fetched, LoginOutcome, Lookup, Result, Rotated, SessionInfo,
+    BoundUser, Connection, Fetched, Load, LoginOutcome, Lookup, Result, Rotated, SessionInfo,
     SessionRecord, StoreError, TokenState,
 };
 use crate::token::SessionId;
@@ -215,11 +215,15 @@ fn pairs(v: &Value) -> Result<Vec<(String, String)>> {
 /// `lua/prelude.lua`.
 const PACKED: usize = 12;
 const CREATED: usize = 0;
+const SEEN: usize = 1;
 const IDLE: usize = 2;
 const ABS: usize = 3;
 const TTG: usize = 4;
 const ROT: usize = 5;
 const RENEW: usize = 6;
+const CUR: usize = 7;
+const ADOPTED: usize = 8;
+const PREV: usize = 10;
 
 fn utf8(v: &Value) -> Result<&str> {
     match v {
@@ -231,58 +235,137 @@ fn utf8(v: &Value) -> Result<&str> {
     }
 }
 
+/// A session's whole hash (as `HGETALL` gives it), read in place: the
+/// packed metadata split into its parts, the other fields left as they are.
+struct Hash<'a> {
+    fields: &'a [Value],
+    meta: [&'a str; PACKED],
+}
+
+impl<'a> Hash<'a> {
+    /// `None` for an empty hash (no such session).
+    fn read(flat: &'a Value) -> Result<Option<Self>> {
+        let fields = items(flat)?;
+        if fields.is_empty() {
+            return Ok(None);
+        }
+        if fields.len() % 2 != 0 {
+            return Err(StoreError::corrupt("odd number of fields"));
+        }
+        let mut packed = None;
+        for pair in fields.chunks_exact(2) {
+            if utf8(&pair[0])? == "m" {
+                packed = Some(utf8(&pair[1])?);
+                break;
+            }
+        }
+        let packed = packed.ok_or_else(|| StoreError::corrupt("session metadata missing"))?;
+        let mut meta = [""; PACKED];
+        let mut split = packed.split(',');
+        for part in meta.iter_mut() {
+            *part = split
+                .next()
+                .ok_or_else(|| StoreError::corrupt("short session metadata"))?;
+        }
+        Ok(Some(Hash { fields, meta }))
+    }
+
+    fn number(&self, i: usize) -> Result<Millis> {
+        number(self.meta[i])
+    }
+
+    fn optional(&self, i: usize) -> Result<Option<Millis>> {
+        let part = self.meta[i];
+        (!part.is_empty()).then(|| number(part)).transpose()
+    }
+
+    /// When the session ends unless used again (`expires_at` in the prelude).
+    fn deadline(&self) -> Result<Millis> {
+        let idle = self.number(SEEN)?.saturating_add(self.number(IDLE)?);
+        Ok(self.optional(ABS)?.map_or(idle, |abs| abs.min(idle)))
+    }
+
+    /// The record, with the `seen` time the caller settled on. Only the
+    /// strings the record keeps are allocated.
+    fn record(&self, id: SessionId, last_seen: Millis) -> Result<SessionRecord> {
+        let (mut uid, mut user, mut label) = (None, None, None);
+        let mut data = HashMap::with_capacity(self.fields.len() / 2);
+        for pair in self.fields.chunks_exact(2) {
+            let field = utf8(&pair[0])?;
+            if let Some(key) = field.strip_prefix("d:") {
+                data.insert(key.to_owned(), text(&pair[1])?);
+                continue;
+            }
+            match field {
+                "uid" => uid = Some(text(&pair[1])?),
+                "user" => user = Some(text(&pair[1])?),
+                "label" => label = Some(text(&pair[1])?),
+                // `m` is read already; fields of a later version are not
+                // this one's business.
+                _ => {}
+            }
+        }
+        Ok(SessionRecord {
+            id,
+            created_at: self.number(CREATED)?,
+            last_seen,
+            idle_timeout: self.number(IDLE)?,
+            absolute_deadline: self.optional(ABS)?,
+            ttg: self.number(TTG)?,
+            rotated_at: self.optional(ROT)?,
+            renew_token: self.meta[RENEW] == "1",
+            label,
+            user: match (uid, user) {
+                (Some(id), Some(json)) => Some(BoundUser { id, json }),
+                _ => None,
+            },
+            data,
+        })
+    }
+}
+
 /// A session record from its whole hash (as `HGETALL` gives it), with the
-/// `seen` time the script settled on. Fields are read in place: only the
-/// strings the record keeps are allocated.
+/// `seen` time the script settled on.
 pub(super) fn record(id: SessionId, seen: &Value, flat: &Value) -> Result<SessionRecord> {
-    let flat = items(flat)?;
-    if flat.len() % 2 != 0 {
-        return Err(StoreError::corrupt("odd number of fields"));
+    let hash = Hash::read(flat)?.ok_or_else(|| StoreError::corrupt("session metadata missing"))?;
+    hash.record(id, number(&text(seen)?)?)
+}
+
+/// A `load` decided from the whole hash of the session its token names
+/// (`HGETALL`, see [`ops::Load`](super::ops::Load)), without the script.
+/// `Some` when the script would change nothing: no such session, a token
+/// that is neither of the session's two, or the session's current token,
+/// adopted, on a live session whose idle deadline need not slide yet.
+/// `None` when the script must decide: a token in its grace window, a
+/// replacement not adopted yet, a refresh due, a session past its deadline
+/// (which the script ends), or metadata it alone reads.
+pub(super) fn settled(req: &Load, flat: &Value) -> Result<Option<Lookup>> {
+    let Some(hash) = Hash::read(flat)? else {
+        // Every token of a session starts with its id: no hash, no session.
+        return Ok(Some(Lookup::Missing));
+    };
+    if req.now >= hash.deadline()? {
+        return Ok(None);
     }
-    let mut packed: Option<&str> = None;
-    let (mut uid, mut user, mut label) = (None, None, None);
-    let mut data = HashMap::with_capacity(flat.len() / 2);
-    for pair in flat.chunks_exact(2) {
-        let field = utf8(&pair[0])?;
-        if let Some(key) = field.strip_prefix("d:") {
-            data.insert(key.to_owned(), text(&pair[1])?);
-            continue;
-        }
-        match field {
-            "m" => packed = Some(utf8(&pair[1])?),
-            "uid" => uid = Some(text(&pair[1])?),
-            "user" => user = Some(text(&pair[1])?),
-            "label" => label = Some(text(&pair[1])?),
-            // Fields of a later version: not this one's business.
-            _ => {}
-        }
+    let presented = req.token.hash.as_str();
+    if hash.meta[CUR] != presented {
+        let previous = !hash.meta[PREV].is_empty() && hash.meta[PREV] == presented;
+        return Ok((!previous).then_some(Lookup::Missing));
     }
-    let packed = packed.ok_or_else(|| StoreError::corrupt("session metadata missing"))?;
-    let mut parts = [""; PACKED];
-    let mut split = packed.split(',');
-    for part in parts.iter_mut() {
-        *part = split
-            .next()
-            .ok_or_else(|| StoreError::corrupt("short session metadata"))?;
+    if hash.meta[ADOPTED] != "1" {
+        return Ok(None);
     }
-    let required = |i: usize| number(parts[i]);
-    let optional = |i: usize| (!parts[i].is_empty()).then(|| number(parts[i])).transpose();
-    Ok(SessionRecord {
-        id,
-        created_at: required(CREATED)?,
-        last_seen: number(&text(seen)?)?,
-        idle_timeout: required(IDLE)?,
-        absolute_deadline: optional(ABS)?,
-        ttg: required(TTG)?,
-        rotated_at: optional(ROT)?,
-        renew_token: parts[RENEW] == "1",
-        label,
-        user: match (uid, user) {
-            (Some(id), Some(json)) => Some(BoundUser { id, json }),
-            _ => None,
-        },
-        data,
-    })
+    let record = hash.record(req.token.session.clone(), hash.number(SEEN)?)?;
+    if req
+        .refresh_after
+        .is_some_and(|after| record.refresh_due(req.now, after))
+    {
+        return Ok(None);
+    }
+    Ok(Some(Lookup::Found {
+        record,
+        token: TokenState::Current,
+    }))
 }
 
 #[cfg(test)]

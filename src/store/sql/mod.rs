@@ -1042,10 +1042,10 @@ mod tests {
     use crate::token::{Tag, Token};
 
     fn stored() -> Stored {
-        let token = Token::generate(&Tag::random());
+        let token = Token::generate(&SessionId::generate(&Tag::random()));
         let new = NewSession {
             device: None,
-            id: SessionId::generate(&token.tag()),
+            id: token.session_id(),
             token: token.digest(),
             now: 1_000,
             idle_timeout: 60_000,
