@@ -14,7 +14,10 @@ use http::StatusCode;
 use sessionkit::clock::{Clock, ManualClock, SystemClock};
 use sessionkit::conformance::{seal, unseal};
 use sessionkit::store::redis::MAX_COMMAND_TIMEOUT;
-use sessionkit::store::{Load, Lookup, NewSession, Rotated, Rotation, SessionStore, TokenState};
+use sessionkit::store::{
+    Delta, Destroy, EndReason, Load, Lookup, NewSession, Rotated, Rotation, Save, SessionStore,
+    TokenState,
+};
 use sessionkit::token::{SessionId, Tag, Token};
 use sessionkit::Regeneration;
 use sessionkit::{RedisStore, SessionLayer, SessionLayerBuilder};
@@ -42,7 +45,8 @@ fn layered(
 }
 
 /// The commands clients sent (not those scripts ran) that touch `prefix`,
-/// as `MONITOR` shows them, while `action` runs.
+/// and the bounds of transactions, as `MONITOR` shows them, while `action`
+/// runs.
 async fn client_commands<F: std::future::Future>(
     url: &str,
     prefix: &str,
@@ -67,12 +71,32 @@ async fn client_commands<F: std::future::Future>(
         if line.contains(&marker) {
             break;
         }
-        // Commands run by scripts are shown as coming from `lua`.
-        if line.contains(prefix) && !line.contains(" lua]") {
+        // Commands run by scripts are shown as coming from `lua`; a
+        // transaction's bounds name no key.
+        let bound = line.ends_with("\"MULTI\"") || line.ends_with("\"EXEC\"");
+        if (line.contains(prefix) || bound) && !line.contains(" lua]") {
             seen.push(line);
         }
     }
     seen
+}
+
+/// Round trips of the commands [`client_commands`] saw: a transaction
+/// (`MULTI`, its commands, `EXEC`) is sent as one.
+fn round_trips(sent: &[String]) -> u64 {
+    let mut trips = 0;
+    let mut in_multi = false;
+    for line in sent {
+        if line.contains("\"MULTI\"") {
+            in_multi = true;
+        } else if line.contains("\"EXEC\"") {
+            in_multi = false;
+            trips += 1;
+        } else if !in_multi {
+            trips += 1;
+        }
+    }
+    trips
 }
 
 fn delta(
@@ -95,8 +119,9 @@ async fn a_read_costs_one_command_a_write_two_an_untouched_route_none() {
     send(&app, post("/count", Some(&token))).await;
 
     // A read that changes nothing on the server is a plain HGETALL; a
-    // write adds the delta's FCALL.
-    for (request, hgetall, fcall) in [
+    // write adds the delta as one transaction (MULTI .. EXEC, one round
+    // trip); neither calls a function.
+    for (request, hgetall, exec) in [
         (get("/read", Some(&token)), 1, 0),
         (post("/count", Some(&token)), 1, 1),
         (get("/plain", Some(&token)), 0, 0),
@@ -110,14 +135,14 @@ async fn a_read_costs_one_command_a_write_two_an_untouched_route_none() {
         .await;
         let after = command_stats(&url).await;
         assert_eq!(delta(&before, &after, "hgetall"), hgetall, "{uri}: HGETALL");
-        assert_eq!(delta(&before, &after, "fcall"), fcall, "{uri}: FCALL");
-        for other in ["evalsha", "eval", "script|load", "function|load"] {
+        assert_eq!(delta(&before, &after, "exec"), exec, "{uri}: EXEC");
+        for other in ["fcall", "evalsha", "eval", "script|load", "function|load"] {
             assert_eq!(delta(&before, &after, other), 0, "{uri}: no {other}");
         }
         assert_eq!(
-            sent.len() as u64,
-            hgetall + fcall,
-            "{uri}: commands sent by the client (round trips): {sent:#?}"
+            round_trips(&sent),
+            hgetall + exec,
+            "{uri}: round trips (commands sent, a transaction as one): {sent:#?}"
         );
     }
 }
@@ -167,6 +192,65 @@ async fn a_read_that_must_change_the_session_falls_back_to_the_script() {
         (1, 0),
         "just refreshed"
     );
+}
+
+#[tokio::test]
+async fn a_data_write_into_a_session_that_just_ended_leaves_nothing_behind() {
+    let server = RedisServer::shared_or_start();
+    let url = server.url();
+    let prefix = random_prefix();
+    let store = store(&url, &prefix).await;
+    let now = SystemClock.now();
+    let id = SessionId::generate(&Tag::random());
+    let token = Token::generate(&id);
+    store
+        .create(&NewSession {
+            device: None,
+            id: id.clone(),
+            token: token.digest(),
+            now,
+            idle_timeout: 3_600_000,
+            absolute_deadline: None,
+            user: None,
+            label: None,
+            data: Vec::new(),
+        })
+        .await
+        .unwrap();
+    store
+        .destroy(&Destroy {
+            id: id.clone(),
+            reason: EndReason::LoggedOut,
+            now,
+        })
+        .await
+        .unwrap();
+    // A write whose load came before the end: data alone, so a
+    // transaction, which finds the session gone.
+    let write = Save {
+        id: id.clone(),
+        delta: Delta {
+            set: vec![("late".to_owned(), "1".to_owned())],
+            remove: vec!["gone".to_owned()],
+            ..Delta::default()
+        },
+        now,
+    };
+    assert!(
+        !store.save(&write).await.unwrap(),
+        "saved into an ended session"
+    );
+    let load = Load {
+        token: token.digest(),
+        now,
+        refresh_after: Some(60_000),
+        cijs: 10_000,
+    };
+    assert_eq!(store.load(&load).await.unwrap(), Lookup::Missing);
+    // The hash the write made lives a millisecond.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let keys: Vec<String> = query(&url, ::redis::cmd("KEYS").arg(format!("{prefix}*"))).await;
+    assert!(keys.is_empty(), "left behind: {keys:?}");
 }
 
 #[tokio::test]
@@ -720,11 +804,14 @@ async fn the_library_is_loaded_again_after_a_flush_or_a_restart() {
     assert!(ours[0].starts_with("sessionkit_"), "{ours:?}");
     let token = send(&app, post("/count", None)).await.cookie().unwrap();
 
-    // Flushed: the next call loads it again and goes on with the session.
+    // Flushed: plain reads and data writes go on without it, and the next
+    // call of a function (a login) loads it again.
     let _: () = query(&url, ::redis::cmd("FUNCTION").arg("FLUSH")).await;
     assert!(libraries(&url).await.is_empty());
     let res = send(&app, post("/count", Some(&token))).await;
     assert_eq!((res.status, res.body.as_str()), (StatusCode::OK, "2"));
+    let res = send(&app, post("/login", Some(&token))).await;
+    assert_eq!(res.status, StatusCode::OK);
     assert_eq!(libraries(&url).await, ours);
 
     // Restarted without its data (no persistence): the library is gone with

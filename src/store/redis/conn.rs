@@ -57,6 +57,14 @@ impl Conn {
             Conn::Cluster(c) => cmd.query_async(&mut c.clone()).await,
         }
     }
+
+    async fn query_pipe<T: FromRedisValue>(&self, pipe: &redis::Pipeline) -> RedisResult<T> {
+        match self {
+            Conn::Single(c) => pipe.query_async(&mut c.clone()).await,
+            #[cfg(feature = "redis-cluster")]
+            Conn::Cluster(c) => pipe.query_async(&mut c.clone()).await,
+        }
+    }
 }
 
 /// How to open the connections, again if need be.
@@ -203,6 +211,24 @@ impl Link {
     pub(super) async fn query<T: FromRedisValue>(self: &Arc<Self>, cmd: &redis::Cmd) -> Result<T> {
         let conn = self.conn();
         self.within(conn.query(cmd)).await
+    }
+
+    /// Sends a pipeline (a transaction, if atomic) in one round trip under
+    /// the timeout.
+    pub(super) async fn query_pipe<T: FromRedisValue>(
+        self: &Arc<Self>,
+        pipe: &redis::Pipeline,
+    ) -> Result<T> {
+        let conn = self.conn();
+        self.within(conn.query_pipe(pipe)).await
+    }
+
+    /// Whether a save of data alone may be a plain transaction instead of
+    /// the save function (see [`ops::write_data`](super::ops::write_data)).
+    /// It needs `PEXPIRE .. NX` (Redis 7.0, as do Functions) and `MULTI` on
+    /// one connection, which a cluster connection does not give.
+    pub(super) fn writes_in_transactions(&self) -> bool {
+        matches!(self.mode, Mode::Functions) && !self.is_cluster()
     }
 
     /// Runs one command under the timeout, counting timeouts in a row.

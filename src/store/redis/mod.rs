@@ -371,6 +371,28 @@ impl SessionStore for RedisStore {
     }
 
     async fn save(&self, req: &Save) -> Result<bool> {
+        if self.inner.link.writes_in_transactions() && ops::is_data_only(&req.delta) {
+            let (_, key) = self.inner.keys.session(&req.id);
+            let meta: Value = self
+                .inner
+                .link
+                .query_pipe(&ops::write_data(&key, &req.delta))
+                .await?;
+            return match reply::written(&meta, req.now)? {
+                reply::Written::Gone => Ok(false),
+                reply::Written::Done => Ok(true),
+                // Past its deadline (the function ends it) or due to slide
+                // it: what remains is a touch, which the function does.
+                reply::Written::Touch => {
+                    let touch = Save {
+                        id: req.id.clone(),
+                        delta: super::Delta::default(),
+                        now: req.now,
+                    };
+                    self.run(&ops::Save(&touch)).await
+                }
+            };
+        }
         self.run(&ops::Save(req)).await
     }
 

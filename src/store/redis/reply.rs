@@ -239,7 +239,44 @@ fn utf8(v: &Value) -> Result<&str> {
 /// packed metadata split into its parts, the other fields left as they are.
 struct Hash<'a> {
     fields: &'a [Value],
-    meta: [&'a str; PACKED],
+    meta: Meta<'a>,
+}
+
+/// The packed metadata field `m`, split into its parts.
+struct Meta<'a>([&'a str; PACKED]);
+
+impl<'a> Meta<'a> {
+    fn split(packed: &'a str) -> Result<Self> {
+        let mut parts = [""; PACKED];
+        let mut split = packed.split(',');
+        for part in parts.iter_mut() {
+            *part = split
+                .next()
+                .ok_or_else(|| StoreError::corrupt("short session metadata"))?;
+        }
+        Ok(Meta(parts))
+    }
+
+    fn number(&self, i: usize) -> Result<Millis> {
+        number(self.0[i])
+    }
+
+    fn optional(&self, i: usize) -> Result<Option<Millis>> {
+        let part = self.0[i];
+        (!part.is_empty()).then(|| number(part)).transpose()
+    }
+
+    /// When the session ends unless used again (`expires_at` in the prelude).
+    fn deadline(&self) -> Result<Millis> {
+        let idle = self.number(SEEN)?.saturating_add(self.number(IDLE)?);
+        Ok(self.optional(ABS)?.map_or(idle, |abs| abs.min(idle)))
+    }
+
+    /// Whether a use at `now` slides the idle deadline at a write's
+    /// granularity, a tenth of the idle timeout (`save.lua`).
+    fn write_refresh_due(&self, now: Millis) -> Result<bool> {
+        Ok(now.saturating_sub(self.number(SEEN)?) >= self.number(IDLE)? / 10)
+    }
 }
 
 impl<'a> Hash<'a> {
@@ -260,29 +297,18 @@ impl<'a> Hash<'a> {
             }
         }
         let packed = packed.ok_or_else(|| StoreError::corrupt("session metadata missing"))?;
-        let mut meta = [""; PACKED];
-        let mut split = packed.split(',');
-        for part in meta.iter_mut() {
-            *part = split
-                .next()
-                .ok_or_else(|| StoreError::corrupt("short session metadata"))?;
-        }
-        Ok(Some(Hash { fields, meta }))
+        Ok(Some(Hash {
+            fields,
+            meta: Meta::split(packed)?,
+        }))
     }
 
     fn number(&self, i: usize) -> Result<Millis> {
-        number(self.meta[i])
+        self.meta.number(i)
     }
 
     fn optional(&self, i: usize) -> Result<Option<Millis>> {
-        let part = self.meta[i];
-        (!part.is_empty()).then(|| number(part)).transpose()
-    }
-
-    /// When the session ends unless used again (`expires_at` in the prelude).
-    fn deadline(&self) -> Result<Millis> {
-        let idle = self.number(SEEN)?.saturating_add(self.number(IDLE)?);
-        Ok(self.optional(ABS)?.map_or(idle, |abs| abs.min(idle)))
+        self.meta.optional(i)
     }
 
     /// The record, with the `seen` time the caller settled on. Only the
@@ -313,7 +339,7 @@ impl<'a> Hash<'a> {
             absolute_deadline: self.optional(ABS)?,
             ttg: self.number(TTG)?,
             rotated_at: self.optional(ROT)?,
-            renew_token: self.meta[RENEW] == "1",
+            renew_token: self.meta.0[RENEW] == "1",
             label,
             user: match (uid, user) {
                 (Some(id), Some(json)) => Some(BoundUser { id, json }),
@@ -331,6 +357,35 @@ pub(super) fn record(id: SessionId, seen: &Value, flat: &Value) -> Result<Sessio
     hash.record(id, number(&text(seen)?)?)
 }
 
+/// What a save of data alone ([`ops::write_data`](super::ops::write_data))
+/// found, from the session's metadata after it.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Written {
+    /// No session: nothing was saved.
+    Gone,
+    /// Saved into a live session.
+    Done,
+    /// Saved, but the session is past its deadline or due to slide it: the
+    /// save function must still run, as a touch.
+    Touch,
+}
+
+/// `write_data`: `{m or nil}`.
+pub(super) fn written(reply: &Value, now: Millis) -> Result<Written> {
+    let [meta] = items(reply)? else {
+        return Err(StoreError::corrupt("expected one reply to a data write"));
+    };
+    if let Value::Nil = meta {
+        return Ok(Written::Gone);
+    }
+    let meta = Meta::split(utf8(meta)?)?;
+    if now >= meta.deadline()? || meta.write_refresh_due(now)? {
+        Ok(Written::Touch)
+    } else {
+        Ok(Written::Done)
+    }
+}
+
 /// A `load` decided from the whole hash of the session its token names
 /// (`HGETALL`, see [`ops::Load`](super::ops::Load)), without the script.
 /// `Some` when the script would change nothing: no such session, a token
@@ -340,19 +395,24 @@ pub(super) fn record(id: SessionId, seen: &Value, flat: &Value) -> Result<Sessio
 /// replacement not adopted yet, a refresh due, a session past its deadline
 /// (which the script ends), or metadata it alone reads.
 pub(super) fn settled(req: &Load, flat: &Value) -> Result<Option<Lookup>> {
-    let Some(hash) = Hash::read(flat)? else {
+    let hash = match Hash::read(flat) {
+        Ok(Some(hash)) => hash,
         // Every token of a session starts with its id: no hash, no session.
-        return Ok(Some(Lookup::Missing));
+        Ok(None) => return Ok(Some(Lookup::Missing)),
+        // A hash without metadata: the leftover of a data write into a
+        // session that had just ended (it expires within a millisecond), or
+        // damage; the script decides.
+        Err(_) => return Ok(None),
     };
-    if req.now >= hash.deadline()? {
+    if req.now >= hash.meta.deadline()? {
         return Ok(None);
     }
     let presented = req.token.hash.as_str();
-    if hash.meta[CUR] != presented {
-        let previous = !hash.meta[PREV].is_empty() && hash.meta[PREV] == presented;
+    if hash.meta.0[CUR] != presented {
+        let previous = !hash.meta.0[PREV].is_empty() && hash.meta.0[PREV] == presented;
         return Ok((!previous).then_some(Lookup::Missing));
     }
-    if hash.meta[ADOPTED] != "1" {
+    if hash.meta.0[ADOPTED] != "1" {
         return Ok(None);
     }
     let record = hash.record(req.token.session.clone(), hash.number(SEEN)?)?;
