@@ -245,7 +245,7 @@ async fn the_layer_loads_the_session_once_for_the_guard_and_the_handler() {
 async fn a_store_outage_is_a_503_from_both_guards_not_a_401_or_a_redirect() {
     let app = app(SessionLayer::builder(Broken::Down).build());
     for uri in ["/me", "/account/settings", "/page", "/account", "/maybe"] {
-        let res = send(&app, get(uri, Some(&"A".repeat(47)))).await;
+        let res = send(&app, get(uri, Some(&made_up_token('A')))).await;
         assert_eq!(res.status, StatusCode::SERVICE_UNAVAILABLE, "{uri}");
         assert_eq!(res.body, "session store unavailable", "{uri}");
     }

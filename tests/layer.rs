@@ -168,7 +168,7 @@ async fn header_transport_answers_on_the_header() {
     assert_eq!(send(&h.app, req).await.body, "1");
 
     // An unknown header token is replaced on the header, not in a cookie.
-    let unknown = "AAAA".to_owned() + &"B".repeat(43);
+    let unknown = made_up_token('B');
     let req = Request::post("/count")
         .header("x-session-id", &unknown)
         .body(Body::empty())
@@ -282,7 +282,7 @@ async fn malformed_tokens_are_ignored_without_a_store_call() {
             .unwrap(),
     );
     // The same cookie twice, one of them valid: cookie tossing, trust neither.
-    let other = "AAAA".to_owned() + &"C".repeat(43);
+    let other = made_up_token('C');
     cases.push(
         Request::get("/read")
             .header("cookie", format!("{COOKIE}={token}; {COOKIE}={other}"))
@@ -317,7 +317,7 @@ async fn malformed_tokens_are_ignored_without_a_store_call() {
 #[tokio::test]
 async fn unknown_tokens_are_never_adopted() {
     let h = harness();
-    let planted = "AbCd".to_owned() + &"z".repeat(43);
+    let planted = made_up_token('z');
     let res = send(&h.app, get("/read", Some(&planted))).await;
     assert!(res.set_cookie(COOKIE).is_none(), "no write, no new token");
     assert_eq!(h.store.inner.len(), 0);
@@ -581,7 +581,7 @@ async fn regenerate_and_destroy() {
 #[tokio::test]
 async fn store_failure_is_a_503_with_a_short_body() {
     let app = routes().layer(SessionLayer::builder(Broken::Down).build());
-    let token = "AbCd".to_owned() + &"q".repeat(43);
+    let token = made_up_token('q');
     let res = send(&app, get("/read", Some(&token))).await;
     assert_eq!(res.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(res.body, "session store unavailable");
@@ -602,7 +602,7 @@ async fn a_hung_store_times_out() {
             .store_timeout(Duration::from_millis(500))
             .build(),
     );
-    let token = "AbCd".to_owned() + &"q".repeat(43);
+    let token = made_up_token('q');
     let started = tokio::time::Instant::now();
     let res = send(&app, get("/read", Some(&token))).await;
     assert_eq!(res.status, StatusCode::SERVICE_UNAVAILABLE);

@@ -145,7 +145,7 @@ async fn a_logout_tells_the_client_to_drop_its_token(backend: Backend) {
 
 async fn a_made_up_or_malformed_token_is_never_adopted(backend: Backend) {
     let mut c = client(backend).await;
-    let made_up = "A".repeat(43);
+    let made_up = support::made_up_token('A');
     for token in [made_up.as_str(), "short", "é"] {
         assert_eq!(
             c.ask(Some(token), "GET colour").await,

@@ -387,7 +387,7 @@ fn every_store_call_is_timed_by_operation() {
 #[test]
 fn failed_store_calls_are_counted_by_operation_and_kind() {
     recorded(|probe| async move {
-        let token = "A".repeat(47);
+        let token = made_up_token('A');
         let down = with_layer(SessionLayer::builder(Broken::Down).build());
         let res = send(&down, get("/read", Some(&token))).await;
         assert_eq!(res.status, StatusCode::SERVICE_UNAVAILABLE);

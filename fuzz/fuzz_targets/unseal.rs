@@ -4,7 +4,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use sessionkit::conformance::{seal, unseal};
-use sessionkit::token::{Tag, Token};
+use sessionkit::token::{SessionId, Tag, Token};
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);

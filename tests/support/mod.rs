@@ -98,6 +98,15 @@ pub async fn send(app: &Router, req: Request<Body>) -> Reply {
     }
 }
 
+/// A well-formed token no store ever issued: `fill` repeated, ending in `A`
+/// so its secret is canonical base64 (`fill` must be URL-safe base64).
+#[allow(dead_code)]
+pub fn made_up_token(fill: char) -> String {
+    let mut token: String = std::iter::repeat_n(fill, sessionkit::token::TOKEN_LEN - 1).collect();
+    token.push('A');
+    token
+}
+
 pub fn get(uri: &str, token: Option<&str>) -> Request<Body> {
     request("GET", uri, token)
 }
