@@ -23,9 +23,14 @@
 //! `pg_stat_statements` and the CPU time of the app's backends. Last the
 //! bare route (no session layer) for the baseline, and a markdown table.
 //!
-//! Commands a script runs are counted by Redis as well, and their time is
-//! part of the script's: a peer whose requests run scripts is counted by its
-//! script calls (`EVALSHA`, `FCALL`, ...), one without by all its calls.
+//! Commands a script runs, or a transaction (`MULTI` .. `EXEC`), are
+//! counted by Redis as well, and their time is part of the script's or the
+//! `EXEC`'s. So before the runs, 200 sequential requests of each route go
+//! out under `MONITOR`, which shows who sent each command (a script's show
+//! as `lua`; a transaction's sit between its `MULTI` and `EXEC`): what share
+//! of each command's calls the app sent itself. The runs count those calls
+//! and their time, `MULTI` as no round trip of its own (it leaves with its
+//! commands and `EXEC`).
 //!
 //! On PostgreSQL a round trip is a top-level statement of the app's database
 //! in `pg_stat_statements` (loaded with `shared_preload_libraries`; `BEGIN`
@@ -46,14 +51,6 @@ use std::time::{Duration, Instant};
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
-const SCRIPT_COMMANDS: [&str; 6] = [
-    "eval",
-    "evalsha",
-    "eval_ro",
-    "evalsha_ro",
-    "fcall",
-    "fcall_ro",
-];
 /// Commands of the setup and the measurement itself, never of a request.
 const NOT_REQUESTS: [&str; 7] = [
     "info",
@@ -695,28 +692,118 @@ struct Row {
     cpu: Option<f64>,
 }
 
+/// What one request of a route sends Redis, seen with `MONITOR` over a
+/// few sequential requests: per command, the share of its calls the app
+/// sent itself. The rest ran inside a script (`[0 lua]`) or a transaction
+/// (between `MULTI` and `EXEC`), and their time is already part of the
+/// script's or the `EXEC`'s in `INFO commandstats`.
+#[derive(Clone, Default)]
+struct Nesting {
+    sent: HashMap<String, f64>,
+}
+
+impl Nesting {
+    /// The share of `command`'s calls that were the app's own (1 for a
+    /// command the calibration did not see).
+    fn sent(&self, command: &str) -> f64 {
+        self.sent.get(command).copied().unwrap_or(1.0)
+    }
+}
+
+/// Sends `n` requests of `method path` with the first cookies of `cookies`,
+/// one at a time, while `MONITOR` watches, and works out the [`Nesting`].
+async fn calibrate(
+    redis_url: &str,
+    url: &str,
+    method: &str,
+    cookies: &Path,
+    n: usize,
+) -> Result<Nesting, Error> {
+    use futures_util::StreamExt as _;
+    let client = redis::Client::open(redis_url)?;
+    let mut monitor = client.get_async_monitor().await?;
+    let mut lines = monitor.on_message::<String>();
+    let http = reqwest::Client::new();
+    let jar = std::fs::read_to_string(cookies)?;
+    for cookie in jar.lines().filter(|l| !l.is_empty()).cycle().take(n) {
+        let req = match method {
+            "POST" => http.post(url),
+            _ => http.get(url),
+        };
+        req.header("cookie", cookie).send().await?;
+    }
+    let marker = format!("calibrated-{}", std::process::id());
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    let _: String = redis::cmd("ECHO")
+        .arg(&marker)
+        .query_async(&mut conn)
+        .await?;
+    let (mut all, mut own) = (HashMap::<String, f64>::new(), HashMap::<String, f64>::new());
+    let mut in_multi = std::collections::HashSet::new();
+    while let Some(line) = tokio::time::timeout(Duration::from_secs(5), lines.next()).await? {
+        if line.contains(&marker) {
+            break;
+        }
+        // `<time> [<db> <client>] "<COMMAND>" ...`
+        let Some((client, rest)) = line.split_once(" [").and_then(|(_, r)| r.split_once("] "))
+        else {
+            continue;
+        };
+        let client = client.split_once(' ').map_or(client, |(_, c)| c).to_owned();
+        let command = rest.split('"').nth(1).unwrap_or("").to_ascii_lowercase();
+        if NOT_REQUESTS.contains(&command.as_str()) || command == "echo" {
+            continue;
+        }
+        *all.entry(command.clone()).or_default() += 1.0;
+        let nested = client == "lua" || (in_multi.contains(&client) && command != "exec");
+        match command.as_str() {
+            "multi" => {
+                in_multi.insert(client);
+            }
+            "exec" | "discard" => {
+                in_multi.remove(&client);
+            }
+            _ => {}
+        }
+        if !nested {
+            *own.entry(command).or_default() += 1.0;
+        }
+    }
+    Ok(Nesting {
+        sent: all
+            .into_iter()
+            .map(|(c, calls)| {
+                let sent = own.get(&c).copied().unwrap_or(0.0) / calls;
+                (c, sent)
+            })
+            .collect(),
+    })
+}
+
+/// Round trips and Redis µs per request from `INFO commandstats` around a
+/// run: the calls the app sent itself (a transaction's `MULTI` aside: it
+/// goes out with its commands and `EXEC` in one round trip), and their time.
 fn redis_cost(
     before: &HashMap<String, (u64, u64)>,
     after: &HashMap<String, (u64, u64)>,
+    nesting: &Nesting,
     requests: u64,
 ) -> (f64, f64) {
-    let delta = |name: &str| {
+    let (mut trips, mut usec) = (0.0, 0.0);
+    for (name, (calls, time)) in after {
+        if NOT_REQUESTS.contains(&name.as_str()) {
+            continue;
+        }
         let (c0, u0) = before.get(name).copied().unwrap_or((0, 0));
-        let (c1, u1) = after.get(name).copied().unwrap_or((0, 0));
-        (c1.saturating_sub(c0), u1.saturating_sub(u0))
-    };
-    let names: Vec<&String> = after
-        .keys()
-        .filter(|n| !NOT_REQUESTS.contains(&n.as_str()))
-        .collect();
-    let scripted = SCRIPT_COMMANDS.iter().any(|s| delta(s).0 > 0);
-    let (calls, usec) = names
-        .iter()
-        .filter(|n| !scripted || SCRIPT_COMMANDS.contains(&n.as_str()))
-        .map(|n| delta(n))
-        .fold((0, 0), |(c, u), (dc, du)| (c + dc, u + du));
+        let share = nesting.sent(name);
+        let calls = calls.saturating_sub(c0) as f64 * share;
+        usec += time.saturating_sub(u0) as f64 * share;
+        if name != "multi" {
+            trips += calls;
+        }
+    }
     let r = requests.max(1) as f64;
-    (calls as f64 / r, usec as f64 / r)
+    (trips / r, usec / r)
 }
 
 struct Bench {
@@ -743,6 +830,8 @@ struct Subject {
     backend: Backend,
     /// Best read and write rows so far.
     rows: [Option<Row>; 2],
+    /// On Redis, which calls of each route are the app's own.
+    nesting: [Nesting; 2],
 }
 
 const ROUTES: [(&str, &str); 2] = [("GET", "/api/me"), ("POST", "/api/counter")];
@@ -797,12 +886,19 @@ impl Bench {
         for (method, path) in ROUTES {
             wrk(&self.o, &app.url(path), method, &cookies, 1)?;
         }
+        let mut nesting = [Nesting::default(), Nesting::default()];
+        if let Backend::Redis(redis) = &backend {
+            for (i, (method, path)) in ROUTES.into_iter().enumerate() {
+                nesting[i] = calibrate(&redis.url, &app.url(path), method, &cookies, 200).await?;
+            }
+        }
         Ok(Subject {
             peer,
             app,
             cookies,
             backend,
             rows: [None; 2],
+            nesting,
         })
     }
 
@@ -834,7 +930,8 @@ impl Bench {
         };
         let r = load.requests.max(1) as f64;
         if let (Backend::Redis(redis), Some(before)) = (&mut s.backend, redis_before) {
-            let (trips, usec) = redis_cost(&before, &redis.stats().await?, load.requests);
+            let after = redis.stats().await?;
+            let (trips, usec) = redis_cost(&before, &after, &s.nesting[route], load.requests);
             row.trips = Some(trips);
             row.usec = Some(usec);
         }

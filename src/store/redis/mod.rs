@@ -12,12 +12,22 @@
 //!
 //! # Cost
 //!
-//! Every store operation is one Lua function of a library the store loads
-//! into Redis (`FCALL`; `EVALSHA` of a script on servers before Redis 7):
-//! one command and one round trip, atomic on the server. Through the layer, a request
-//! that only reads its session costs one command (the load, which also
-//! slides the idle deadline), a request that writes costs two (load, then
-//! the delta), and a route that never extracts the session costs none.
+//! Every store operation is one round trip, atomic on the server. The two
+//! that most requests make are plain commands: a load is one `HGETALL` of
+//! the session the token names, decided by the client when it changes
+//! nothing (the current token of a live session whose idle deadline need
+//! not slide yet), and a save of data alone is one `MULTI`/`EXEC`
+//! transaction. The rest, and those two when they must change more (a token
+//! in its grace window, a refresh due, a session past its deadline), are
+//! Lua functions of a library the store loads into Redis (`FCALL`;
+//! `EVALSHA` of a script on servers before Redis 7, which also save with
+//! the function, as cluster connections do). A function call costs Redis
+//! several times the commands it runs.
+//!
+//! Through the layer, a request that only reads its session costs one round
+//! trip (the load, which also slides the idle deadline when due), a request
+//! that writes costs two (load, then the delta), and a route that never
+//! extracts the session costs none.
 //!
 //! # Keys
 //!
@@ -27,7 +37,7 @@
 //! | key | type | holds |
 //! |---|---|---|
 //! | `sessionkit:{AbCd}:s:<id>` | hash | metadata (`m`: packed; `uid`, `user`, `label`), data values under `d:<key>` |
-//! | `sessionkit:{AbCd}:t:<digest>` | string | the session id a token points at |
+//! | `sessionkit:{AbCd}:t:<digest>` | string | the session id a token points at (for the functions) |
 //! | `sessionkit:{AbCd}:c:<id>` | hash | connection id → lease and connection |
 //! | `sessionkit:{AbCd}:u:<user id>` | sorted set | a user's session ids, scored by expiry |
 //!

@@ -44,7 +44,8 @@ pub(super) fn call<O: Op>(op: &O, mode: Mode, keys: &Keys, channel: &str) -> Cal
 }
 
 /// `load.lua`: ARGV 3 digest, 4 now, 5 refresh after ('' for a silent
-/// read), 6 CIJS.
+/// read), 6 CIJS. Sent only when the plain `HGETALL` before it cannot
+/// decide (see `RedisStore::load` and [`reply::settled`]).
 pub(super) struct Load<'a>(pub &'a store::Load);
 
 impl Op for Load<'_> {

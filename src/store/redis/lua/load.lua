@@ -1,4 +1,7 @@
 -- Resolves a token digest to its session, refreshing it on the way.
+-- Called only for the loads the client's HGETALL of the session cannot
+-- decide alone (`reply::settled`): a token in its grace window, a
+-- replacement not adopted yet, a refresh due, a session past its deadline.
 -- KEYS[1] token key. ARGV[3] digest, [4] now, [5] refresh_after or '' for a
 -- silent read, [6] cijs.
 -- Reply: {'missing'} | {'stale', id}

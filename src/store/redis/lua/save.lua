@@ -1,4 +1,8 @@
 -- Applies a delta to a live session; never brings a session back.
+-- On one server with Functions a delta of data alone goes as a transaction
+-- instead (`ops::write_data`), and this runs after it, as a touch (an empty
+-- delta), only when that found the session past its deadline or due to
+-- slide it.
 -- KEYS[1] session key. ARGV[3] id, [4] now, [5..] the delta.
 -- Reply: 1 if the session is live, else 0.
 -- Sent as `ops::Save`, read by `reply::flag` (src/store/redis/): the
