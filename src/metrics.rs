@@ -11,7 +11,7 @@
 //! | name | type | labels | what it counts |
 //! |---|---|---|---|
 //! | `sessionkit_sessions_created_total` | counter | | sessions stored: an anonymous one on its first write, and the authenticated one a login starts |
-//! | `sessionkit_sessions_ended_total` | counter | `reason` | sessions ended by this process, by `reason`: `logout` ([`Session::logout`](crate::Session::logout)), `revoke` (revocations through the user's sessions, [`SessionManager`](crate::SessionManager) or `Session::revoke` / `logout_everywhere` / `logout_others`), `limit` (revoked by a login beyond `max_sessions_per_user`), `stale_token` (destroyed because a token was reused after its grace window, with `StaleTokenPolicy::Revoke`), `replaced` (the session a login replaced by the authenticated one), `expiry` (expired sessions the memory store removes and the SQL stores' `purge_expired` deletes; Redis expires keys by itself and counts none) |
+//! | `sessionkit_sessions_ended_total` | counter | `reason` | sessions ended by this process, by `reason`: `logout` ([`Session::logout`](crate::Session::logout)), `revoke` (revocations through the user's sessions, [`SessionManager`](crate::SessionManager) or `Session::revoke` / `logout_everywhere` / `logout_others`), `limit` (revoked by a login beyond `max_sessions_per_user`), `stale_token` (destroyed because a token was reused after its grace window, with `StaleTokenPolicy::Revoke`), `replaced` (the session a login replaced by the authenticated one), `expiry` (expired sessions the memory store removes and the SQL stores' `purge_expired` deletes; Redis expires keys by itself and counts none), `evicted` (anonymous sessions the memory store evicted to stay under [`max_sessions`](crate::store::MemoryStoreBuilder::max_sessions)) |
 //! | `sessionkit_logins_total` | counter | | successful [`Session::login`](crate::Session::login) calls |
 //! | `sessionkit_rotations_total` | counter | `outcome` | automatic token rotations by `outcome`: `installed` (this request's replacement became the token), `joined` (a concurrent request had rotated first; this one handed out the same replacement), `lapsed` (the previous replacement was never adopted within CIJS, so a fresh one was installed; such a rotation also counts as `installed`) |
 //! | `sessionkit_store_call_duration_seconds` | histogram | `operation` | the duration of each store call, timeouts included, by `operation` (`load`, `rotate`, `save`, `create`, `login`, `destroy`, `regenerate`, `revoke`, `list_sessions`, `sync_user`, `connect`, `fetch`, `disconnect`, `list_connections`) |
@@ -58,6 +58,7 @@ pub(crate) enum Ended {
     StaleToken,
     Replaced,
     Expiry,
+    Evicted,
 }
 
 impl Ended {
@@ -70,6 +71,7 @@ impl Ended {
             Ended::StaleToken => "stale_token",
             Ended::Replaced => "replaced",
             Ended::Expiry => "expiry",
+            Ended::Evicted => "evicted",
         }
     }
 }

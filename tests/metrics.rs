@@ -257,6 +257,27 @@ fn expired_sessions_a_sqlite_purge_deletes_count_as_expiry() {
 }
 
 #[test]
+fn anonymous_sessions_a_full_memory_store_evicts_count_as_evicted() {
+    recorded(|probe| async move {
+        // One session per shard: most creations must evict one.
+        let store = MemoryStore::builder().max_sessions(16).build();
+        let app = with_layer(SessionLayer::builder(store.clone()).build());
+        for _ in 0..40 {
+            assert_eq!(
+                send(&app, post("/write", None)).await.status,
+                StatusCode::OK
+            );
+        }
+        let seen = probe.seen();
+        assert_eq!(seen.count(SESSIONS_CREATED, &[]), 40);
+        let evicted = seen.count(SESSIONS_ENDED, &[("reason", "evicted")]);
+        assert!(evicted >= 24, "40 sessions in 16 places: {evicted}");
+        assert_eq!(evicted as usize, 40 - store.len());
+        assert_eq!(seen.count(SESSIONS_ENDED, &[("reason", "expiry")]), 0);
+    });
+}
+
+#[test]
 fn a_request_that_only_reads_creates_and_ends_nothing() {
     recorded(|probe| async move {
         let app = with_layer(SessionLayer::builder(MemoryStore::new()).build());

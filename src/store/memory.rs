@@ -91,6 +91,16 @@ struct Entry {
     scheduled: Millis,
 }
 
+/// What [`Shard::pop_expiry`] took off the heap.
+enum Popped {
+    /// The heap is empty.
+    Empty,
+    /// An entry that no longer stands for its session's deadline.
+    Skipped,
+    /// A session due at this time.
+    Due(Millis, SessionId),
+}
+
 impl Entry {
     fn info(&self) -> SessionInfo {
         SessionInfo {
@@ -321,29 +331,18 @@ impl Shard {
     fn purge(&mut self, now: Millis, budget: usize, events: &broadcast::Sender<SessionEnded>) {
         let mut removed = 0;
         while removed < budget {
-            let Some(Reverse((due, _))) = self.expiry.peek() else {
-                break;
-            };
-            if *due > now {
+            if self
+                .expiry
+                .peek()
+                .is_none_or(|Reverse((due, _))| *due > now)
+            {
                 break;
             }
-            let Some(Reverse((due, id))) = self.expiry.pop() else {
-                break;
+            let id = match self.pop_expiry() {
+                Popped::Empty => break,
+                Popped::Skipped => continue,
+                Popped::Due(_, id) => id,
             };
-            let Some(entry) = self.sessions.get_mut(&id) else {
-                continue;
-            };
-            if entry.scheduled != due {
-                // Superseded by an earlier entry.
-                self.stale_entries = self.stale_entries.saturating_sub(1);
-                continue;
-            }
-            let expires_at = entry.record.deadline();
-            if expires_at > now {
-                entry.scheduled = expires_at;
-                self.expiry.push(Reverse((expires_at, id)));
-                continue;
-            }
             if self.remove(&id).is_some() {
                 let _ = events.send(SessionEnded {
                     id,
@@ -356,6 +355,31 @@ impl Shard {
         if removed > 0 {
             self.shrink();
         }
+    }
+
+    /// Pops the heap's nearest entry. An entry of a removed session, or one
+    /// superseded by an earlier entry, is dropped; one whose session was
+    /// used since it was scheduled goes back at the session's new deadline,
+    /// so the next pop is the real nearest deadline. What comes out as
+    /// [`Popped::Due`] is a session whose deadline is the entry's time.
+    fn pop_expiry(&mut self) -> Popped {
+        let Some(Reverse((due, id))) = self.expiry.pop() else {
+            return Popped::Empty;
+        };
+        let Some(entry) = self.sessions.get_mut(&id) else {
+            return Popped::Skipped;
+        };
+        if entry.scheduled != due {
+            self.stale_entries = self.stale_entries.saturating_sub(1);
+            return Popped::Skipped;
+        }
+        let deadline = entry.record.deadline();
+        if deadline > due {
+            entry.scheduled = deadline;
+            self.expiry.push(Reverse((deadline, id)));
+            return Popped::Skipped;
+        }
+        Popped::Due(due, id)
     }
 
     /// Makes room for one more session under `capacity`: removes what is
@@ -379,25 +403,16 @@ impl Shard {
             if room {
                 break;
             }
-            let Some(Reverse((due, id))) = self.expiry.pop() else {
-                break;
+            let (due, id) = match self.pop_expiry() {
+                Popped::Empty => break,
+                Popped::Skipped => continue,
+                Popped::Due(due, id) => (due, id),
             };
-            let Some(entry) = self.sessions.get_mut(&id) else {
-                continue;
-            };
-            if entry.scheduled != due {
-                self.stale_entries = self.stale_entries.saturating_sub(1);
-                continue;
-            }
-            let expires_at = entry.record.deadline();
-            if expires_at > due {
-                // Used since it was scheduled: it goes back in its place,
-                // so the next pop is the real nearest deadline.
-                entry.scheduled = expires_at;
-                self.expiry.push(Reverse((expires_at, id)));
-                continue;
-            }
-            if entry.record.user.is_some() || !entry.connections.is_empty() {
+            let evictable = self
+                .sessions
+                .get(&id)
+                .is_some_and(|e| e.record.user.is_none() && e.connections.is_empty());
+            if !evictable {
                 kept.push(Reverse((due, id)));
                 continue;
             }
@@ -406,6 +421,7 @@ impl Shard {
                     id,
                     reason: EndReason::Expired,
                 });
+                crate::metrics::sessions_ended(crate::metrics::Ended::Evicted, 1);
             }
             room = self.sessions.len() < capacity;
         }
