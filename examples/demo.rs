@@ -43,7 +43,7 @@ use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode, Uri};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
@@ -389,15 +389,41 @@ async fn connections(session: Session) -> Result<Response, sessionkit::Error> {
 
 async fn ws(
     State(demo): State<Demo>,
+    headers: HeaderMap,
     upgrade: WebSocketUpgrade,
     session: Session,
 ) -> Result<Response, sessionkit::Error> {
+    if !from_own_page(&headers) {
+        return Ok((
+            StatusCode::FORBIDDEN,
+            "a socket opens only from this site's pages",
+        )
+            .into_response());
+    }
     // With or without a stored session: a client that holds its token
     // itself may connect first and log in over the socket.
     let live = session.connect_anonymous().await?;
     let hello =
         json!({ "type": "hello", "state": state_json(&session, demo.regeneration.as_ref())? });
     Ok(upgrade.on_upgrade(move |socket| serve_socket(socket, live, hello, demo)))
+}
+
+/// Whether a WebSocket handshake comes from this site's own pages. A
+/// browser sends the session cookie with a handshake from any page of the
+/// same site, a sibling subdomain's included, and a socket is not bound by
+/// CORS: without this check such a page could talk to the socket as the
+/// user. Clients that are not browsers send no `Origin`; they hold their
+/// token themselves.
+fn from_own_page(headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return true;
+    };
+    let origin = origin.to_str().ok().and_then(|o| o.parse::<Uri>().ok());
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    match (origin.as_ref().and_then(Uri::authority), host) {
+        (Some(origin), Some(host)) => origin.as_str().eq_ignore_ascii_case(host),
+        _ => false,
+    }
 }
 
 /// How the close frame names why the session ended; the page shows it.

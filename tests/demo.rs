@@ -668,6 +668,42 @@ async fn the_demo_binary_serves_sessionkit_metrics_in_prometheus_format() {
     line("# HELP sessionkit_logins_total");
 }
 
+#[tokio::test]
+async fn a_socket_opens_from_the_sites_own_pages_and_not_from_another_origin() {
+    let demo = start(MemoryStore::new()).await;
+    let alice = Browser::new(&demo);
+    alice.login("alice").await;
+    let handshake = |origin: &str| {
+        let mut req = tungstenite::client::IntoClientRequest::into_client_request(format!(
+            "ws://{}/ws",
+            demo.addr
+        ))
+        .unwrap();
+        req.headers_mut()
+            .insert("cookie", alice.cookie_header().parse().unwrap());
+        req.headers_mut().insert("origin", origin.parse().unwrap());
+        tokio_tungstenite::connect_async(req)
+    };
+    // A sibling subdomain is the same site: its page's handshake carries
+    // the cookie, so only the origin tells it apart.
+    for foreign in [
+        "http://evil.localhost:1",
+        "null",
+        "http://127.0.0.1.evil.example",
+    ] {
+        match handshake(foreign).await {
+            Err(tungstenite::Error::Http(res)) => assert_eq!(res.status(), 403, "{foreign}"),
+            other => panic!(
+                "{foreign}: a foreign page's socket opened: {:?}",
+                other.map(|r| r.1)
+            ),
+        }
+    }
+    let (mut socket, res) = handshake(&format!("http://{}", demo.addr)).await.unwrap();
+    assert_eq!(res.status(), 101);
+    assert_eq!(next_json(&mut socket).await["type"], "hello");
+}
+
 /// A socket opened without a cookie: what a client holding its token
 /// itself (a native app, websocat) sees.
 async fn open_ws_without_cookie(demo: &Demo) -> Socket {
