@@ -148,6 +148,40 @@ async fn a_read_costs_one_command_a_write_two_an_untouched_route_none() {
 }
 
 #[tokio::test]
+async fn a_store_with_several_connections_takes_them_in_turn() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let prefix = random_prefix();
+    let store = RedisStore::builder()
+        .prefix(&prefix)
+        .connections(3)
+        .connect(&url)
+        .await
+        .unwrap();
+    let app = layered(store, |b| b);
+    let token = send(&app, post("/count", None)).await.cookie().unwrap();
+    for n in 2..=4 {
+        let res = send(&app, post("/count", Some(&token))).await;
+        assert_eq!(res.body, n.to_string());
+    }
+    for _ in 0..3 {
+        assert_eq!(send(&app, get("/read", Some(&token))).await.body, "4");
+    }
+    // Three reads in a row, one per connection: each connection's last
+    // command is the read's HGETALL.
+    let list: String = query(&url, ::redis::cmd("CLIENT").arg("LIST")).await;
+    let last: Vec<&str> = list
+        .lines()
+        .filter_map(|l| l.split(' ').find_map(|f| f.strip_prefix("cmd=")))
+        .collect();
+    assert_eq!(
+        last.iter().filter(|c| **c == "hgetall").count(),
+        3,
+        "{list}"
+    );
+}
+
+#[tokio::test]
 async fn a_read_that_must_change_the_session_falls_back_to_the_script() {
     let server = RedisServer::start();
     let url = server.url();

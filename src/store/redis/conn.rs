@@ -1,11 +1,14 @@
 //! The connections to Redis (one server or a cluster), how scripts are
 //! called on them, and how they are kept usable.
 //!
-//! On one server the store keeps a few multiplexed connections and spreads
-//! calls over them in turn: one connection serializes every request's
-//! encoding, writing and reply parsing behind a single driver task, which
-//! under load became the client's bottleneck. A cluster connection is
-//! already one connection per node.
+//! On one server the store keeps one multiplexed connection by default, or
+//! several ([`RedisStoreBuilder::connections`](super::RedisStoreBuilder::connections))
+//! that calls take in turn. One connection lets the commands of concurrent
+//! requests go out in shared writes, and on loopback a write costs the
+//! sender the whole trip through the kernel, so one is the cheapest; but
+//! it serializes every request's encoding, writing and reply parsing behind
+//! a single driver task, which an app with many cores may outgrow. A
+//! cluster connection is already one connection per node.
 //!
 //! The `redis` crate reconnects when a connection breaks, but not when it
 //! goes silent (a firewall or load balancer dropped its state, the peer

@@ -124,7 +124,7 @@ use crate::token::SessionId;
 
 const DEFAULT_PREFIX: &str = "sessionkit:";
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
-const DEFAULT_CONNECTIONS: usize = 4;
+const DEFAULT_CONNECTIONS: usize = 1;
 /// The most connections to one server a [`RedisStoreBuilder`] accepts.
 pub const MAX_CONNECTIONS: usize = 64;
 /// The longest command timeout a [`RedisStoreBuilder`] accepts: longer
@@ -194,8 +194,13 @@ impl RedisStoreBuilder {
     }
 
     /// How many multiplexed connections to open to a single server (default
-    /// 4, at most [`MAX_CONNECTIONS`]); calls take them in turn. A cluster
-    /// connection keeps one per node whatever this says.
+    /// 1, at most [`MAX_CONNECTIONS`]); calls take them in turn. On one
+    /// connection the commands of concurrent requests share the socket's
+    /// writes, which costs the app less CPU per request than spreading them
+    /// (BENCHMARKS.md has the figures); each connection is driven by one
+    /// task, so raise this when an app with many cores finds that task the
+    /// bottleneck. A cluster connection keeps one per node whatever this
+    /// says.
     pub fn connections(mut self, count: usize) -> Self {
         self.connections = count;
         self
