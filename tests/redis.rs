@@ -934,3 +934,53 @@ async fn every_cluster_master_gets_the_library_and_gets_it_again_after_a_flush()
         assert_eq!(libraries(master).await, ours, "{master}");
     }
 }
+
+#[tokio::test]
+async fn sessions_carry_on_through_a_cluster_failover_and_the_new_master_has_the_library() {
+    let mut cluster = RedisCluster::start_private();
+    let replica = cluster.add_replica(0);
+    let urls = cluster.urls();
+    let prefix = random_prefix();
+    let store = RedisStore::builder()
+        .prefix(&prefix)
+        .cluster(&urls)
+        .await
+        .expect("connect to the cluster");
+    let app = layered(store, |b| b);
+    let mut tokens = Vec::new();
+    for _ in 0..20 {
+        tokens.push(send(&app, post("/count", None)).await.cookie().unwrap());
+    }
+    let pattern = format!("{prefix}*");
+    let moved = keys(&urls[0], &pattern).await.len();
+    assert!(
+        moved > 0,
+        "some of the 20 sessions live on the master that steps down"
+    );
+    let ours = libraries(&urls[0]).await;
+
+    cluster.fail_over_to(replica);
+    let promoted = cluster.node(replica).url();
+    assert_eq!(
+        libraries(&promoted).await,
+        ours,
+        "the new master has the library"
+    );
+    // Every session, those on the new master included, reads and writes
+    // on: the client follows the cluster to its new master.
+    for token in &tokens {
+        let res = send(&app, post("/count", Some(token))).await;
+        assert_eq!((res.status, res.body.as_str()), (StatusCode::OK, "2"));
+        let res = send(&app, get("/read", Some(token))).await;
+        assert_eq!((res.status, res.body.as_str()), (StatusCode::OK, "2"));
+    }
+    // Logins (functions, each moving its session to the user's slot) and
+    // the sessions they start work too.
+    for token in &tokens {
+        let res = send(&app, post("/login", Some(token))).await;
+        assert_eq!(res.status, StatusCode::OK);
+        let logged_in = res.cookie().expect("a login issues a new token");
+        let res = send(&app, get("/read", Some(&logged_in))).await;
+        assert_eq!((res.status, res.body.as_str()), (StatusCode::OK, "2"));
+    }
+}

@@ -497,6 +497,23 @@ fn inline_command(port: u16, command: &str) -> io::Result<String> {
     }
 }
 
+/// Sends a cluster command that must answer `OK`.
+fn cluster_ok(port: u16, command: &str) {
+    match inline_command(port, command) {
+        Ok(reply) if reply == "OK" => {}
+        other => panic!("{command} on {port}: {other:?}"),
+    }
+}
+
+/// Polls `done` until it holds, for at most `limit`.
+fn poll_until(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        assert!(Instant::now() < deadline, "waited {limit:?} for {what}");
+        thread::sleep(POLL);
+    }
+}
+
 fn ping(port: u16) -> bool {
     matches!(inline_command(port, "PING").as_deref(), Ok("PONG"))
 }
@@ -541,6 +558,12 @@ impl RedisCluster {
                 };
             }
         }
+        Self::start_private()
+    }
+
+    /// Three private masters, whatever `REDIS_CLUSTER_URLS` says: for the
+    /// tests that change the cluster's shape.
+    pub fn start_private() -> RedisCluster {
         let nodes: Vec<RedisServer> = (0..3)
             .map(|_| RedisServer::start_private(true, false))
             .collect();
@@ -551,6 +574,53 @@ impl RedisCluster {
         cluster.create();
         cluster.wait_until_ok();
         cluster
+    }
+
+    /// Starts a node, joins it to the cluster as a replica of node
+    /// `master` and waits until its first sync is done; returns its index.
+    /// Its URL is not among [`urls`](Self::urls): clients find it through
+    /// the cluster.
+    pub fn add_replica(&mut self, master: usize) -> usize {
+        assert!(self.is_private(), "{NOT_PRIVATE}");
+        let node = RedisServer::start_private(true, false);
+        let port = node.port();
+        let seed = &self.nodes[master];
+        let bus = seed
+            .private
+            .as_ref()
+            .and_then(|p| p.bus_port)
+            .expect("a cluster node has a bus port");
+        cluster_ok(
+            port,
+            &format!("CLUSTER MEET 127.0.0.1 {} {bus}", seed.port()),
+        );
+        let id = inline_command(seed.port(), "CLUSTER MYID").expect("CLUSTER MYID");
+        // A node replicates only a master it has heard of.
+        poll_until(
+            CLUSTER_TIMEOUT,
+            "the new node to learn of its master",
+            || inline_command(port, "CLUSTER NODES").is_ok_and(|nodes| nodes.contains(&id)),
+        );
+        cluster_ok(port, &format!("CLUSTER REPLICATE {id}"));
+        poll_until(CLUSTER_TIMEOUT, "the replica's first sync", || {
+            inline_command(port, "INFO replication")
+                .is_ok_and(|info| info_field(&info, "master_link_status") == Some("up"))
+        });
+        self.nodes.push(node);
+        self.nodes.len() - 1
+    }
+
+    /// Promotes replica node `i` with `CLUSTER FAILOVER` (its master agrees
+    /// and steps down, as in a planned switchover) and waits until every
+    /// node sees a healthy cluster again.
+    pub fn fail_over_to(&self, i: usize) {
+        let port = self.node(i).port();
+        cluster_ok(port, "CLUSTER FAILOVER");
+        poll_until(CLUSTER_TIMEOUT, "the replica to take over", || {
+            inline_command(port, "INFO replication")
+                .is_ok_and(|info| info_field(&info, "role") == Some("master"))
+        });
+        self.wait_until_ok();
     }
 
     /// The nodes' URLs.
