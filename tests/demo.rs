@@ -160,7 +160,8 @@ impl Browser {
             .unwrap_or_default()
     }
 
-    async fn open_ws(&self, demo: &Demo) -> Socket {
+    /// The WebSocket handshake this browser sends to `demo`'s `/ws`.
+    fn ws_request(&self, demo: &Demo) -> tungstenite::handshake::client::Request {
         let mut req = tungstenite::client::IntoClientRequest::into_client_request(format!(
             "ws://{}/ws",
             demo.addr
@@ -168,7 +169,14 @@ impl Browser {
         .unwrap();
         req.headers_mut()
             .insert("cookie", self.cookie_header().parse().unwrap());
-        tokio_tungstenite::connect_async(req).await.unwrap().0
+        req
+    }
+
+    async fn open_ws(&self, demo: &Demo) -> Socket {
+        tokio_tungstenite::connect_async(self.ws_request(demo))
+            .await
+            .unwrap()
+            .0
     }
 }
 
@@ -674,13 +682,7 @@ async fn a_socket_opens_from_the_sites_own_pages_and_not_from_another_origin() {
     let alice = Browser::new(&demo);
     alice.login("alice").await;
     let handshake = |origin: &str| {
-        let mut req = tungstenite::client::IntoClientRequest::into_client_request(format!(
-            "ws://{}/ws",
-            demo.addr
-        ))
-        .unwrap();
-        req.headers_mut()
-            .insert("cookie", alice.cookie_header().parse().unwrap());
+        let mut req = alice.ws_request(&demo);
         req.headers_mut().insert("origin", origin.parse().unwrap());
         tokio_tungstenite::connect_async(req)
     };
