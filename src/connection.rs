@@ -114,9 +114,45 @@ pub(crate) struct LiveLink {
 
 impl LiveLink {
     /// Stops routing the end of session `id` to this connection: the
-    /// connection's own message is about to end it.
-    pub(crate) fn detach(&self, id: &SessionId) {
-        self.hub.remove(id, &self.connection_id);
+    /// connection's own message is about to end it. If that end does not
+    /// happen, dropping the guard puts the connection back.
+    pub(crate) fn detach(&self, id: &SessionId) -> Detached {
+        Detached {
+            watcher: self.hub.take(id, &self.connection_id),
+            hub: self.hub.clone(),
+            id: id.clone(),
+            connection_id: self.connection_id.clone(),
+        }
+    }
+}
+
+/// A connection taken off the end notices of a session that its own
+/// message is ending (a login or logout over the socket). If the store call
+/// fails, the session lives on and so must its connection's link to it:
+/// dropping this without [`ended`](Self::ended) puts the connection back
+/// and has it check its session at once, since the session may have ended
+/// by other means (a revoke) while the connection was not listening.
+#[must_use = "dropping it puts the connection back at once"]
+pub(crate) struct Detached {
+    watcher: Option<crate::hub::Watcher>,
+    hub: Arc<Hub>,
+    id: SessionId,
+    connection_id: String,
+}
+
+impl Detached {
+    /// The session's end went through: the connection stays off it.
+    pub(crate) fn ended(mut self) {
+        self.watcher = None;
+    }
+}
+
+impl Drop for Detached {
+    fn drop(&mut self) {
+        if let Some(watcher) = self.watcher.take() {
+            watcher.recheck.notify_one();
+            self.hub.add(&self.id, &self.connection_id, watcher);
+        }
     }
 }
 

@@ -62,15 +62,22 @@ impl Hub {
     }
 
     pub(crate) fn remove(&self, id: &SessionId, connection: &str) {
+        self.take(id, connection);
+    }
+
+    /// Removes a connection's watcher of session `id` and hands it back.
+    pub(crate) fn take(&self, id: &SessionId, connection: &str) -> Option<Watcher> {
         let mut watchers = self.watchers();
+        let mut taken = None;
         if let Some(conns) = watchers.get_mut(id) {
-            conns.remove(connection);
+            taken = conns.remove(connection);
             if conns.is_empty() {
                 watchers.remove(id);
             }
         }
         drop(watchers);
         self.left.notify_waiters();
+        taken
     }
 
     /// Ends every connection of this node with [`EndReason::Shutdown`], and

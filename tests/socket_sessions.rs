@@ -11,7 +11,9 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::response::Response;
 use axum::{routing, Router};
 use futures_util::{SinkExt, StreamExt};
-use sessionkit::{LiveSession, Session, SessionLayer, SessionManager, TokenUpdate};
+use sessionkit::{
+    LiveSession, MemoryStore, Session, SessionLayer, SessionManager, SessionStore, TokenUpdate,
+};
 use support::stores::{on_every_store, Backend, TestStore};
 use support::user;
 use tokio_tungstenite::tungstenite;
@@ -31,7 +33,7 @@ type Socket =
 struct Server {
     addr: std::net::SocketAddr,
     manager: SessionManager,
-    _store: TestStore,
+    _store: Option<TestStore>,
 }
 
 async fn ws(upgrade: WebSocketUpgrade, session: Session) -> Result<Response, sessionkit::Error> {
@@ -116,7 +118,13 @@ async fn run(session: &Session, text: &str) -> Result<String, sessionkit::Error>
 async fn server(backend: Backend) -> Server {
     let clock = sessionkit::ManualClock::new();
     let store = TestStore::new(backend, &clock).await;
-    let layer = SessionLayer::builder(store.store.clone())
+    let mut server = serve_store(store.store.clone()).await;
+    server._store = Some(store);
+    server
+}
+
+async fn serve_store(store: impl SessionStore) -> Server {
+    let layer = SessionLayer::builder(store)
         .secure(false)
         // Far longer than a test: a socket that closes in time was told by
         // the store's feed.
@@ -147,7 +155,7 @@ async fn server(backend: Backend) -> Server {
     Server {
         addr,
         manager,
-        _store: store,
+        _store: None,
     }
 }
 
@@ -331,4 +339,27 @@ async fn a_regeneration_over_a_socket_is_told_once(backend: Backend) {
         s.http("GET", "/whoami", Some(&first)).await.0,
         "(anonymous)"
     );
+}
+
+#[tokio::test]
+async fn a_login_or_logout_over_a_socket_that_fails_leaves_it_listening_to_its_session() {
+    let store = support::Counting::new(MemoryStore::new());
+    let s = serve_store(store.clone()).await;
+    let mut socket = s.socket(None).await;
+    ask(&mut socket, "login 12").await.0.expect("a token");
+
+    // Both would end the socket's session; both fail, so it lives on.
+    store.refuse_auth(true);
+    for command in ["login 13", "logout"] {
+        let (token, answer) = ask(&mut socket, command).await;
+        assert_eq!(token, None, "{command}: no new token");
+        assert!(answer.starts_with("error"), "{command}: {answer}");
+    }
+    store.refuse_auth(false);
+    assert_eq!(ask(&mut socket, "whoami").await, (None, "12".into()));
+
+    // And its end still reaches the socket at once (the heartbeat is an
+    // hour away).
+    assert_eq!(s.manager.revoke_all("12").await.unwrap(), 1);
+    assert_eq!(closed(&mut socket).await, (1008, "Revoked".into()));
 }

@@ -45,9 +45,8 @@ impl Session {
             let label = st.record.as_ref().and_then(|r| r.label.clone());
             (from, std::mem::take(&mut st.changes), label)
         };
-        if let Some(from) = &from {
-            self.detach_connection(from);
-        }
+        // Put back if the login fails: the session it would end lives on.
+        let detached = from.as_ref().and_then(|from| self.detach_connection(from));
         let delta = changes.delta();
         let session = NewSession {
             id,
@@ -80,6 +79,9 @@ impl Session {
                 evicted = outcome.evicted.len(),
                 "oldest sessions revoked: per-user limit"
             );
+        }
+        if let Some(detached) = detached {
+            detached.ended();
         }
         crate::metrics::login(login.from.is_some(), outcome.evicted.len());
         let new = login.session;
@@ -123,7 +125,7 @@ impl Session {
         self.load().await?;
         let _one_at_a_time = self.inner.saving.lock().await;
         if let Some(id) = self.id() {
-            self.detach_connection(&id);
+            let detached = self.detach_connection(&id);
             let shared = self.shared();
             let ended = shared
                 .call(
@@ -135,6 +137,9 @@ impl Session {
                     }),
                 )
                 .await?;
+            if let Some(detached) = detached {
+                detached.ended();
+            }
             crate::metrics::sessions_ended(crate::metrics::Ended::Logout, usize::from(ended));
         }
         self.forget(true);

@@ -256,11 +256,10 @@ impl Session {
     }
 
     /// Before this session is ended by its own login or logout: a long
-    /// connection working on it must not take that for its end.
-    pub(super) fn detach_connection(&self, id: &SessionId) {
-        if let Some(live) = &self.inner.live {
-            live.detach(id);
-        }
+    /// connection working on it must not take that for its end. The guard
+    /// puts the connection back unless told the end went through.
+    pub(super) fn detach_connection(&self, id: &SessionId) -> Option<crate::connection::Detached> {
+        self.inner.live.as_ref().map(|live| live.detach(id))
     }
 
     /// The session's stable id, `None` while no session is stored (a new

@@ -11,7 +11,7 @@ pub mod redis;
 pub mod routes;
 pub mod stores;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -123,12 +123,15 @@ pub fn request(method: &str, uri: &str, token: Option<&str>) -> Request<Body> {
     b.body(Body::empty()).unwrap()
 }
 
-/// Counts the calls a store receives, by method.
+/// Counts the calls a store receives, by method; can be told to fail
+/// logins and logouts.
 #[derive(Clone)]
 pub struct Counting<S> {
     pub inner: S,
     pub loads: Arc<AtomicUsize>,
     pub writes: Arc<AtomicUsize>,
+    /// While set, `login` and `destroy` fail with a backend error.
+    pub refuse_auth: Arc<AtomicBool>,
 }
 
 impl<S> Counting<S> {
@@ -137,6 +140,17 @@ impl<S> Counting<S> {
             inner,
             loads: Arc::default(),
             writes: Arc::default(),
+            refuse_auth: Arc::default(),
+        }
+    }
+    #[allow(dead_code)]
+    pub fn refuse_auth(&self, refuse: bool) {
+        self.refuse_auth.store(refuse, Ordering::SeqCst);
+    }
+    fn auth(&self) -> Result<()> {
+        match self.refuse_auth.load(Ordering::SeqCst) {
+            true => Err(StoreError::backend("refused by the test")),
+            false => Ok(()),
         }
     }
     pub fn calls(&self) -> (usize, usize) {
@@ -174,10 +188,12 @@ impl<S: SessionStore> SessionStore for Counting<S> {
     }
     async fn login(&self, login: &Login) -> Result<LoginOutcome> {
         self.write();
+        self.auth()?;
         self.inner.login(login).await
     }
     async fn destroy(&self, req: &Destroy) -> Result<bool> {
         self.write();
+        self.auth()?;
         self.inner.destroy(req).await
     }
     async fn list_sessions(&self, req: &ListSessions) -> Result<Vec<SessionInfo>> {
