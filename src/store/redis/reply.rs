@@ -9,6 +9,7 @@ use redis::Value;
 
 use super::ops::Chunk;
 use crate::clock::Millis;
+use crate::store::tokens::{PreviousToken, Resolution, TokenSlots};
 use crate::store::{
     BoundUser, Connection, Fetched, Load, LoginOutcome, Lookup, Result, Rotated, SessionInfo,
     SessionRecord, StoreError, TokenState,
@@ -223,7 +224,9 @@ const ROT: usize = 5;
 const RENEW: usize = 6;
 const CUR: usize = 7;
 const ADOPTED: usize = 8;
+const RESEND: usize = 9;
 const PREV: usize = 10;
+const GRACE: usize = 11;
 
 fn utf8(v: &Value) -> Result<&str> {
     match v {
@@ -270,6 +273,26 @@ impl<'a> Meta<'a> {
     fn deadline(&self) -> Result<Millis> {
         let idle = self.number(SEEN)?.saturating_add(self.number(IDLE)?);
         Ok(self.optional(ABS)?.map_or(idle, |abs| abs.min(idle)))
+    }
+
+    /// The session's token slots, as far as the hash holds them: the
+    /// sealed replacement has a key of its own (`r:<id>`), so it is left
+    /// out.
+    fn slots(&self) -> Result<TokenSlots> {
+        let previous = match self.0[PREV] {
+            "" => None,
+            hash => Some(PreviousToken {
+                hash: hash.to_owned(),
+                grace_until: self.optional(GRACE)?.unwrap_or(0),
+                sealed: None,
+            }),
+        };
+        Ok(TokenSlots {
+            current: self.0[CUR].to_owned(),
+            adopted: self.0[ADOPTED] == "1",
+            resend_until: self.optional(RESEND)?.unwrap_or(0),
+            previous,
+        })
     }
 
     /// Whether a use at `now` slides the idle deadline at a write's
@@ -389,11 +412,13 @@ pub(super) fn written(reply: &Value, now: Millis) -> Result<Written> {
 /// A `load` decided from the whole hash of the session its token names
 /// (`HGETALL`, see [`ops::Load`](super::ops::Load)), without the script.
 /// `Some` when the script would change nothing: no such session, a token
-/// that is neither of the session's two, or the session's current token,
-/// adopted, on a live session whose idle deadline need not slide yet.
-/// `None` when the script must decide: a token in its grace window, a
-/// replacement not adopted yet, a refresh due, a session past its deadline
-/// (which the script ends), or metadata it alone reads.
+/// the session's slots do not know, or its current token, already adopted,
+/// on a live session whose idle deadline need not slide yet. `None` when
+/// the script must decide: whatever makes the token rules
+/// ([`TokenSlots::resolve`]) change the slots or name another state (a
+/// token in its grace window, a replacement not adopted yet), a refresh
+/// due, a session past its deadline (which the script ends), or metadata it
+/// alone reads.
 pub(super) fn settled(req: &Load, flat: &Value) -> Result<Option<Lookup>> {
     let hash = match Hash::read(flat) {
         Ok(Some(hash)) => hash,
@@ -407,13 +432,12 @@ pub(super) fn settled(req: &Load, flat: &Value) -> Result<Option<Lookup>> {
     if req.now >= hash.meta.deadline()? {
         return Ok(None);
     }
-    let presented = req.token.hash.as_str();
-    if hash.meta.0[CUR] != presented {
-        let previous = !hash.meta.0[PREV].is_empty() && hash.meta.0[PREV] == presented;
-        return Ok((!previous).then_some(Lookup::Missing));
-    }
-    if hash.meta.0[ADOPTED] != "1" {
-        return Ok(None);
+    let slots = hash.meta.slots()?;
+    let mut resolved = slots.clone();
+    match resolved.resolve(&req.token.hash, req.now, req.cijs) {
+        Resolution::Unknown => return Ok(Some(Lookup::Missing)),
+        Resolution::Live(TokenState::Current) if resolved == slots => {}
+        _ => return Ok(None),
     }
     let record = hash.record(req.token.session.clone(), hash.number(SEEN)?)?;
     if req
@@ -477,6 +501,92 @@ mod tests {
         assert_eq!(record.label.as_deref(), Some("phone"));
         assert_eq!(record.user.map(|u| u.id).as_deref(), Some("7"));
         assert_eq!(record.data.get("cart").map(String::as_str), Some("[1]"));
+    }
+
+    /// A load of `digest` at `now`, sliding after 60 s (or silent).
+    fn load_at(digest: &str, now: Millis, refresh_after: Option<Millis>) -> Load {
+        let token = crate::token::Token::generate(&id());
+        Load {
+            token: crate::token::TokenDigest {
+                hash: digest.to_owned(),
+                ..token.digest()
+            },
+            now,
+            refresh_after,
+            cijs: 5_000,
+        }
+    }
+
+    /// Packed metadata: created 0, seen `seen`, idle 30 min, current `h`
+    /// (`adopted`), previous `p` in its grace window until 10 min.
+    fn meta(seen: Millis, adopted: bool) -> String {
+        let adopted = if adopted { "1" } else { "0" };
+        format!("0,{seen},1800000,,0,,0,h,{adopted},0,p,600000")
+    }
+
+    #[test]
+    fn a_plain_read_is_decided_without_the_script_only_when_it_changes_nothing() {
+        let live = hash(&[("m", &meta(1_000, true)), ("d:cart", "[1]")]);
+        let found = settled(&load_at("h", 2_000, Some(60_000)), &live).unwrap();
+        let Some(Lookup::Found { record, token }) = found else {
+            panic!("the current, adopted token of a live session: {found:?}");
+        };
+        assert_eq!(token, TokenState::Current);
+        assert_eq!(
+            record.last_seen, 1_000,
+            "a read inside the refresh interval writes nothing"
+        );
+        assert_eq!(record.data.get("cart").map(String::as_str), Some("[1]"));
+
+        // No hash, or a token the session does not know: missing.
+        for (digest, flat) in [("h", Value::Array(vec![])), ("other", live.clone())] {
+            assert_eq!(
+                settled(&load_at(digest, 2_000, Some(60_000)), &flat).unwrap(),
+                Some(Lookup::Missing),
+                "{digest}"
+            );
+        }
+
+        // What the token rules or the deadlines would change: the script.
+        let unadopted = hash(&[("m", &meta(1_000, false))]);
+        let cases = [
+            (
+                "the previous token in its grace window",
+                load_at("p", 2_000, Some(60_000)),
+                &live,
+            ),
+            (
+                "the previous token past it (stale)",
+                load_at("p", 700_000, Some(60_000)),
+                &live,
+            ),
+            (
+                "a replacement presented first",
+                load_at("h", 2_000, Some(60_000)),
+                &unadopted,
+            ),
+            ("a refresh due", load_at("h", 62_000, Some(60_000)), &live),
+            (
+                "a session past its deadline",
+                load_at("h", 1_802_000, None),
+                &live,
+            ),
+        ];
+        for (what, load, flat) in cases {
+            assert_eq!(settled(&load, flat).unwrap(), None, "{what}");
+        }
+        // A silent read slides nothing, so it needs no script however old
+        // the last refresh.
+        assert!(matches!(
+            settled(&load_at("h", 62_000, None), &live).unwrap(),
+            Some(Lookup::Found { .. })
+        ));
+        // A hash without metadata (a data write's leftover): the script.
+        let leftover = hash(&[("d:cart", "[2]")]);
+        assert_eq!(
+            settled(&load_at("h", 2_000, None), &leftover).unwrap(),
+            None
+        );
     }
 
     #[test]
