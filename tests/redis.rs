@@ -26,6 +26,14 @@ use support::*;
 
 const TIMEOUT: Duration = Duration::from_millis(400);
 
+async fn cluster_store(urls: &[String], prefix: &str) -> RedisStore {
+    RedisStore::builder()
+        .prefix(prefix)
+        .cluster(urls)
+        .await
+        .expect("connect to the cluster")
+}
+
 async fn store(url: &str, prefix: &str) -> RedisStore {
     RedisStore::builder()
         .prefix(prefix)
@@ -472,11 +480,7 @@ async fn cluster_keeps_a_session_in_one_slot_and_spreads_sessions() {
     let cluster = RedisCluster::start();
     let urls = cluster.urls();
     let prefix = random_prefix();
-    let store = RedisStore::builder()
-        .prefix(&prefix)
-        .cluster(&urls)
-        .await
-        .expect("connect to the cluster");
+    let store = cluster_store(&urls, &prefix).await;
     let app = layered(store, |b| b);
     let mut tokens = Vec::new();
     for _ in 0..40 {
@@ -910,11 +914,7 @@ async fn without_functions_scripts_run_with_evalsha_and_are_loaded_again() {
 async fn every_cluster_master_gets_the_library_and_gets_it_again_after_a_flush() {
     let cluster = RedisCluster::start();
     let urls = cluster.urls();
-    let store = RedisStore::builder()
-        .prefix(random_prefix())
-        .cluster(&urls)
-        .await
-        .expect("connect to the cluster");
+    let store = cluster_store(&urls, &random_prefix()).await;
     let masters = cluster_masters(&urls).await;
     let ours = libraries(&masters[0]).await;
     assert_eq!(ours.len(), 1, "{ours:?}");
@@ -945,11 +945,7 @@ async fn sessions_carry_on_through_a_cluster_failover_and_the_new_master_has_the
     let replica = cluster.add_replica(0);
     let urls = cluster.urls();
     let prefix = random_prefix();
-    let store = RedisStore::builder()
-        .prefix(&prefix)
-        .cluster(&urls)
-        .await
-        .expect("connect to the cluster");
+    let store = cluster_store(&urls, &prefix).await;
     let app = layered(store, |b| b);
     let mut tokens = Vec::new();
     for _ in 0..20 {
