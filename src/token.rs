@@ -113,7 +113,12 @@ impl SessionId {
 
     /// The routing tag this session's keys share.
     pub fn tag(&self) -> Tag {
-        Tag(self.0[..TAG_LEN].to_owned())
+        Tag(self.tag_str().to_owned())
+    }
+
+    /// The routing tag as text, borrowed from the id.
+    pub(crate) fn tag_str(&self) -> &str {
+        &self.0[..TAG_LEN]
     }
 
     /// The id as text.

@@ -56,6 +56,11 @@ where
         if !session.was_loaded() {
             return Poll::Ready(Ok(response));
         }
+        if let Some(update) = session.commit_now() {
+            let mut response = response;
+            transport::respond(response.headers_mut(), &session, update);
+            return Poll::Ready(Ok(response));
+        }
         let mut commit: BoxFuture<'static, Response<B>> = Box::pin(async move {
             let (mut response, update) = match session.commit().await {
                 Ok(update) => (response, update),

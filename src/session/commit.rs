@@ -73,6 +73,19 @@ impl Session {
         }
     }
 
+    /// [`commit`](Self::commit) without a store call, when there is
+    /// nothing to save and no save of a clone in flight (whose outcome, a
+    /// created session say, the update must include); `None` otherwise.
+    ///
+    /// Most requests only read: this spares them the commit's future.
+    pub(crate) fn commit_now(&self) -> Option<TokenUpdate> {
+        let _no_save_in_flight = self.inner.saving.try_lock().ok()?;
+        if !self.state().changes.is_empty() {
+            return None;
+        }
+        Some(self.take_update())
+    }
+
     fn take_update(&self) -> TokenUpdate {
         let mut st = self.state();
         let update = match &st.token {
@@ -122,7 +135,9 @@ impl Session {
             )
         };
         let Some(id) = id else {
-            return self.create(changes, now).await;
+            // Boxed: the first save of a session is rare, and its future
+            // would otherwise grow every save's.
+            return Box::pin(self.create(changes, now)).await;
         };
         let saved = shared
             .call(

@@ -102,16 +102,13 @@ impl Session {
                     "a replaced session token was presented after its grace window; it may have been copied"
                 );
                 if config.on_stale_token == StaleTokenPolicy::Revoke {
-                    let destroyed = shared
-                        .call(
-                            "destroy",
-                            shared.store.destroy(&Destroy {
-                                id,
-                                reason: EndReason::StaleToken,
-                                now,
-                            }),
-                        )
-                        .await?;
+                    let destroy = Destroy {
+                        id,
+                        reason: EndReason::StaleToken,
+                        now,
+                    };
+                    let destroyed =
+                        Box::pin(shared.call("destroy", shared.store.destroy(&destroy))).await?;
                     metrics::sessions_ended(Ended::StaleToken, destroyed.into());
                 }
                 return Ok(());
@@ -141,7 +138,9 @@ impl Session {
                 (Some(token.clone()), false)
             }
             TokenState::Current | TokenState::Lapsed => {
-                match self.rotate(token, &record, now, lapsed).await? {
+                // Boxed: rotations are rare, and their future would
+                // otherwise grow every load's (and every handler's).
+                match Box::pin(self.rotate(token, &record, now, lapsed)).await? {
                     Replacement::Token(new) => {
                         record.ttg = now;
                         record.rotated_at = Some(now);

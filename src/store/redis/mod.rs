@@ -368,7 +368,7 @@ impl SessionStore for RedisStore {
         // Those are one plain HGETALL of the session the token names,
         // decided here, which costs Redis a small fraction of a script
         // call; the script runs only when `settled` cannot decide.
-        let (_, key) = self.inner.keys.session(&req.token.session);
+        let key = self.inner.keys.session_key(&req.token.session);
         let flat: Value = self
             .inner
             .link
@@ -376,7 +376,9 @@ impl SessionStore for RedisStore {
             .await?;
         match reply::settled(req, &flat)? {
             Some(lookup) => Ok(lookup),
-            None => self.run(&ops::Load(req)).await,
+            // Boxed: the function call is the rare path, and inline it
+            // would grow every load's future past the allocator's cache.
+            None => Box::pin(self.run(&ops::Load(req))).await,
         }
     }
 
@@ -387,7 +389,7 @@ impl SessionStore for RedisStore {
 
     async fn save(&self, req: &Save) -> Result<bool> {
         if self.inner.link.writes_in_transactions() && ops::is_data_only(&req.delta) {
-            let (_, key) = self.inner.keys.session(&req.id);
+            let key = self.inner.keys.session_key(&req.id);
             let meta: Value = self
                 .inner
                 .link
@@ -404,7 +406,7 @@ impl SessionStore for RedisStore {
                         delta: super::Delta::default(),
                         now: req.now,
                     };
-                    self.run(&ops::Save(&touch)).await
+                    Box::pin(self.run(&ops::Save(&touch))).await
                 }
             };
         }
