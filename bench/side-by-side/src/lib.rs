@@ -7,6 +7,8 @@
 //! - `GET /api/me`: reads the logged-in user and the counter from the session
 //! - `POST /api/counter`: increments a counter in the session
 //! - `GET /bare`: no session at all, outside the session layer (the baseline)
+//! - `GET /bare/me`: the answer of `GET /api/me` (a user and a counter as
+//!   JSON) without a session: the baseline of the read's own work
 
 use serde::{Deserialize, Serialize};
 
@@ -109,6 +111,16 @@ pub async fn postgres_pool(url: &str) -> Result<sqlx::PgPool, sqlx::Error> {
         .test_before_acquire(false)
         .connect(url)
         .await
+}
+
+/// `GET /bare/me`: what `GET /api/me` answers for a logged-in user, built
+/// the same way, from no session.
+pub async fn bare_me() -> axum::Json<serde_json::Value> {
+    let user = Some(User {
+        id: "u1".to_owned(),
+        name: "user u1".to_owned(),
+    });
+    axum::Json(serde_json::json!({ "user": user, "counter": 0u64 }))
 }
 
 /// Serves `app` on `127.0.0.1:<port>` until the process is killed.

@@ -21,7 +21,10 @@
 //! peers alike, and keeps each case's best round. Around each Redis run it
 //! reads `INFO commandstats`, around each PostgreSQL run
 //! `pg_stat_statements` and the CPU time of the app's backends. Last the
-//! bare route (no session layer) for the baseline, and a markdown table.
+//! bare routes (no session layer: `/bare` and `/bare/me`, the read's answer
+//! without a session) for the baselines, and a markdown table. Each row
+//! also gives the CPU time per request of the app, of its Redis server and
+//! of `wrk` (`/proc/<pid>/stat`), since on one machine they share the cores.
 //!
 //! Commands a script runs, or a transaction (`MULTI` .. `EXEC`), are
 //! counted by Redis as well, and their time is part of the script's or the
@@ -175,7 +178,7 @@ where
 }
 
 struct Redis {
-    _process: Process,
+    process: Process,
     url: String,
     conn: redis::aio::MultiplexedConnection,
 }
@@ -200,11 +203,7 @@ impl Redis {
         })
         .await?;
         let conn = client.get_multiplexed_async_connection().await?;
-        Ok(Redis {
-            _process: process,
-            url,
-            conn,
-        })
+        Ok(Redis { process, url, conn })
     }
 
     async fn run(&mut self, args: &[&str]) -> Result<redis::Value, Error> {
@@ -498,6 +497,62 @@ fn command_number(program: &str, args: &[&str]) -> Result<u32, Error> {
         .map_err(|_| format!("{program} {args:?} printed no number").into())
 }
 
+/// Clock ticks per second, the unit of `/proc/<pid>/stat`'s times.
+fn clock_ticks() -> f64 {
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        command_number("getconf", &["CLK_TCK"])
+            .unwrap_or(100)
+            .max(1) as f64
+    })
+}
+
+/// User and system CPU seconds of process `pid` so far (`/proc/<pid>/stat`
+/// fields 14 and 15), or with `children` those of its children that it
+/// waited for (fields 16 and 17: for this process, the `wrk` runs).
+fn cpu_seconds(pid: u32, children: bool) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let first = if children { 13 } else { 11 };
+    let ticks: u64 = (first..first + 2)
+        .map(|i| {
+            fields
+                .get(i)
+                .and_then(|f| f.parse::<u64>().ok())
+                .unwrap_or(0)
+        })
+        .sum();
+    ticks as f64 / clock_ticks()
+}
+
+/// CPU seconds so far of the processes one measurement involves: the app,
+/// its Redis server if it has one, and this process's waited-for children
+/// (`wrk`).
+#[derive(Clone, Copy)]
+struct Cpu {
+    app: f64,
+    server: Option<f64>,
+    wrk: f64,
+}
+
+impl Cpu {
+    fn now(app: &App, backend: &Backend) -> Cpu {
+        Cpu {
+            app: cpu_seconds(app.process.0.id(), false),
+            server: match backend {
+                Backend::Redis(r) => Some(cpu_seconds(r.process.0.id(), false)),
+                _ => None,
+            },
+            wrk: cpu_seconds(std::process::id(), true),
+        }
+    }
+}
+
 /// The directory holding both `initdb` and `postgres`: on PATH, in
 /// /usr/local/bin, or the newest /usr/lib/postgresql/*/bin.
 fn pg_binaries() -> Option<PathBuf> {
@@ -562,7 +617,7 @@ impl Peer {
 }
 
 struct App {
-    _process: Process,
+    process: Process,
     port: u16,
 }
 
@@ -586,10 +641,7 @@ impl App {
                 .is_ok_and(|r| r.status().is_success())
         })
         .await?;
-        Ok(App {
-            _process: process,
-            port,
-        })
+        Ok(App { process, port })
     }
 
     fn url(&self, path: &str) -> String {
@@ -696,6 +748,12 @@ struct Row {
     usec: Option<f64>,
     /// PostgreSQL backends' CPU µs per request.
     cpu: Option<f64>,
+    /// CPU µs per request of the app's process, of its Redis server's
+    /// process (user and system time, so the server's network work
+    /// included) and of `wrk`.
+    app_cpu: f64,
+    server_cpu: Option<f64>,
+    wrk_cpu: f64,
 }
 
 /// What one request of a route sends Redis, seen with `MONITOR` over a
@@ -954,12 +1012,20 @@ impl Bench {
             Some(pg) => Some(pg.stats(s.peer.database()).await?),
             None => None,
         };
+        let cpu_before = Cpu::now(&s.app, &s.backend);
         let load = wrk(&self.o, &url, method, &s.cookies, self.o.duration)?;
+        let cpu_after = Cpu::now(&s.app, &s.backend);
+        let r = load.requests.max(1) as f64;
         let mut row = Row {
             rps: load.rps,
+            app_cpu: (cpu_after.app - cpu_before.app) * 1e6 / r,
+            server_cpu: cpu_after
+                .server
+                .zip(cpu_before.server)
+                .map(|(a, b)| (a - b) * 1e6 / r),
+            wrk_cpu: (cpu_after.wrk - cpu_before.wrk) * 1e6 / r,
             ..Row::default()
         };
-        let r = load.requests.max(1) as f64;
         if let (Backend::Redis(redis), Some(before)) = (&mut s.backend, redis_before) {
             let after = redis.stats().await?;
             let (trips, usec) = redis_cost(&before, &after, &s.nesting[route], load.requests);
@@ -980,14 +1046,22 @@ impl Bench {
         Ok(())
     }
 
-    async fn bare(&self) -> Result<f64, Error> {
+    /// The best rps of the routes without a session: `/bare` (`ok`) and
+    /// `/bare/me` (the read's answer, from no session), taking turns.
+    async fn bare(&self) -> Result<[f64; 2], Error> {
         let app = App::start(&self.bin_dir, Peer::Sessionkit, &["--memory"]).await?;
         let cookies = self.dir.join("cookies-bare.txt");
         std::fs::write(&cookies, "none=1\n")?;
-        wrk(&self.o, &app.url("/bare"), "GET", &cookies, 1)?;
-        let mut best: f64 = 0.0;
+        let paths = ["/bare", "/bare/me"];
+        for path in paths {
+            wrk(&self.o, &app.url(path), "GET", &cookies, 1)?;
+        }
+        let mut best = [0.0f64; 2];
         for _ in 0..self.o.rounds {
-            best = best.max(wrk(&self.o, &app.url("/bare"), "GET", &cookies, self.o.duration)?.rps);
+            for (best, path) in best.iter_mut().zip(paths) {
+                let load = wrk(&self.o, &app.url(path), "GET", &cookies, self.o.duration)?;
+                *best = best.max(load.rps);
+            }
         }
         Ok(best)
     }
@@ -1103,19 +1177,25 @@ async fn run(bench: &Bench) -> Result<String, Error> {
         versions.join(", ")
     );
     if o.cases.contains(&Case::Redis) {
-        t += "\n| case | sessionkit rps | tower-sessions rps | ratio | round trips (sk / ts) | Redis µs per request (sk / ts) |\n";
-        t += "|---|---:|---:|---:|---:|---:|\n";
+        t += "\n| case | sessionkit rps | tower-sessions rps | ratio | round trips (sk / ts) | Redis µs per request (sk / ts) | CPU µs per request: app (sk / ts) | Redis server (sk / ts) | wrk (sk / ts) |\n";
+        t += "|---|---:|---:|---:|---:|---:|---:|---:|---:|\n";
         for (name, route) in [("Redis read", 0), ("Redis write", 1)] {
             let (sk, ts) = rows(Case::Redis, route);
             t += &format!(
-                "| {name} | {:.0} | {:.0} | {:.2} | {} / {} | {} / {} |\n",
+                "| {name} | {:.0} | {:.0} | {:.2} | {} / {} | {} / {} | {:.1} / {:.1} | {} / {} | {:.1} / {:.1} |\n",
                 sk.rps,
                 ts.rps,
                 sk.rps / ts.rps,
                 num(sk.trips, 2),
                 num(ts.trips, 2),
                 num(sk.usec, 2),
-                num(ts.usec, 2)
+                num(ts.usec, 2),
+                sk.app_cpu,
+                ts.app_cpu,
+                num(sk.server_cpu, 1),
+                num(ts.server_cpu, 1),
+                sk.wrk_cpu,
+                ts.wrk_cpu
             );
         }
     }
@@ -1151,21 +1231,28 @@ async fn run(bench: &Bench) -> Result<String, Error> {
             );
         }
     }
-    if let Some(bare) = bare {
-        t += "\n| case | sessionkit rps | tower-sessions rps | ratio | sessionkit / bare | tower-sessions / bare |\n";
-        t += "|---|---:|---:|---:|---:|---:|\n";
+    if let Some([bare, bare_me]) = bare {
+        t += "\n| case | sessionkit rps | tower-sessions rps | ratio | sessionkit / bare | tower-sessions / bare | sessionkit / bare JSON | tower-sessions / bare JSON | app CPU µs per request (sk / ts) |\n";
+        t += "|---|---:|---:|---:|---:|---:|---:|---:|---:|\n";
         for (name, route) in [("memory read", 0), ("memory write", 1)] {
             let (sk, ts) = rows(Case::Memory, route);
             t += &format!(
-                "| {name} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} |\n",
+                "| {name} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1} / {:.1} |\n",
                 sk.rps,
                 ts.rps,
                 sk.rps / ts.rps,
                 sk.rps / bare,
-                ts.rps / bare
+                ts.rps / bare,
+                sk.rps / bare_me,
+                ts.rps / bare_me,
+                sk.app_cpu,
+                ts.app_cpu
             );
         }
-        t += &format!("| bare route (no session) | {bare:.0} | | | | |\n");
+        t += &format!("| bare route (no session, `ok`) | {bare:.0} | | | | | | | |\n");
+        t += &format!(
+            "| bare JSON route (no session, the read's answer) | {bare_me:.0} | | | | | | | |\n"
+        );
     }
     Ok(t)
 }

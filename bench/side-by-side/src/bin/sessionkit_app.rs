@@ -42,6 +42,7 @@ fn app(store: impl SessionStore) -> Router {
         .route("/api/counter", post(counter))
         .layer(layer)
         .route("/bare", get(|| async { "ok" }))
+        .route("/bare/me", get(side_by_side::bare_me))
 }
 
 #[tokio::main]

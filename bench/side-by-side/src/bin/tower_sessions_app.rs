@@ -55,6 +55,7 @@ fn app<S: SessionStore + Clone>(store: S) -> Router {
         .route("/api/counter", post(counter))
         .layer(layer)
         .route("/bare", get(|| async { "ok" }))
+        .route("/bare/me", get(side_by_side::bare_me))
 }
 
 #[tokio::main]
