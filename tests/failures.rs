@@ -17,6 +17,7 @@ use support::*;
 
 on_every_store! {
     writes_made_while_a_save_awaits_are_kept_for_the_next_save,
+    a_response_never_leaves_before_a_save_of_its_session_that_a_clone_started,
     a_failed_commit_after_login_still_hands_out_the_new_token,
     a_failed_commit_after_regenerate_still_hands_out_the_new_token,
     a_plain_tower_service_loads_implicitly_and_never_reports_success_for_nothing,
@@ -68,6 +69,19 @@ async fn harness(backend: Backend) -> Harness {
             }),
         )
         .route(
+            "/save-in-background",
+            routing::post(|State(faults): State<Faulty>, s: Session| async move {
+                s.insert("background", 1)?;
+                faults.hold_next_save();
+                let clone = s.clone();
+                tokio::spawn(async move { clone.save().await });
+                // The clone's save has the change and is still at the store
+                // when the handler answers.
+                faults.save_held().await;
+                Ok::<_, sessionkit::Error>("saving")
+            }),
+        )
+        .route(
             "/login-and-write",
             routing::post(|s: Session| async move {
                 s.login(&user(7, "ada")).await?;
@@ -111,6 +125,32 @@ async fn writes_made_while_a_save_awaits_are_kept_for_the_next_save(backend: Bac
         let res = send(&h.app, get(&format!("/get/{key}"), Some(&token))).await;
         assert_ne!(res.body, "None", "{key} was lost");
     }
+}
+
+async fn a_response_never_leaves_before_a_save_of_its_session_that_a_clone_started(
+    backend: Backend,
+) {
+    let h = harness(backend).await;
+    let token = send(&h.app, post("/set/first", None))
+        .await
+        .cookie()
+        .unwrap();
+    let app = h.app.clone();
+    let request = post("/save-in-background", Some(&token));
+    let mut response = tokio::spawn(async move { send(&app, request).await });
+    // Nothing is left for the layer to save, but the response must still
+    // wait: a client that sends its next request on this answer must find
+    // the change stored.
+    let early = tokio::time::timeout(std::time::Duration::from_millis(300), &mut response).await;
+    assert!(
+        early.is_err(),
+        "the response left while a save of its session was in flight"
+    );
+    h.faults.release();
+    let res = response.await.expect("the request task");
+    assert_eq!(res.status, StatusCode::OK, "{}", res.body);
+    let res = send(&h.app, get("/get/background", Some(&token))).await;
+    assert_eq!(res.body, "Some(1)");
 }
 
 async fn a_failed_commit_after_login_still_hands_out_the_new_token(backend: Backend) {

@@ -160,7 +160,9 @@ impl Session {
         }
         let mut st = self.state();
         *st = State {
-            data: record.data.clone(),
+            // The handler's view starts as the stored data; the record
+            // keeps the rest (no one reads its data afterwards).
+            data: std::mem::take(&mut record.data),
             deadline_moved: record.last_seen == now,
             record: Some(record),
             token: client_token,

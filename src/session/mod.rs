@@ -88,7 +88,8 @@ struct Inner {
 
 #[derive(Default)]
 struct State {
-    /// The stored session, `None` until one exists.
+    /// The stored session, `None` until one exists. Its data moves to
+    /// `data` when it is loaded: only the metadata is read from here.
     record: Option<SessionRecord>,
     /// Data as the handler sees it: the record's, with `changes` applied.
     data: HashMap<String, String>,
@@ -244,9 +245,9 @@ impl Session {
         live: LiveLink,
     ) -> Self {
         let session = Session::with_token(shared, None, None, Access::new(), Some(live));
-        if let Some(record) = record {
+        if let Some(mut record) = record {
             let mut st = session.state();
-            st.data = record.data.clone();
+            st.data = std::mem::take(&mut record.data);
             st.record = Some(record);
             st.token = token;
         }
