@@ -51,9 +51,12 @@ impl Session {
     /// }
     /// ```
     pub async fn load(&self) -> Result<(), Error> {
+        // Boxed: the load is large, and inline it would make the future of
+        // every handler that extracts a session too large for the
+        // allocator's per-thread cache.
         self.inner
             .loaded
-            .get_or_try_init(|| self.load_from_store())
+            .get_or_try_init(|| Box::pin(self.load_from_store()))
             .await
             .map(|_| ())
     }
