@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # The side-by-side benchmark in one command (see src/main.rs):
-#   bench/side-by-side/run.sh [--sessions 1000] [--duration 3] [--rounds 3]
+#   bench/side-by-side/run.sh [--sessions 1000] [--duration 3] [--rounds 5]
 #                             [--cases redis,postgres,sqlite,memory]
 # Builds the apps and the driver (release), installs wrk, redis-server and
-# PostgreSQL when missing, and prints a markdown table. About three minutes
+# PostgreSQL when missing, and prints a markdown table. About five minutes
 # for all four cases at 1,000 sessions; at 100,000 the logins of the setup
-# take most of the time (about six minutes for --cases postgres,sqlite).
+# take most of the time (about eight minutes for --cases postgres,sqlite).
 set -euo pipefail
 cd "$(dirname "$0")"
 

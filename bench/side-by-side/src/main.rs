@@ -3,7 +3,7 @@
 //! `wrk`.
 //!
 //! ```text
-//! bench/side-by-side/run.sh [--sessions 1000] [--duration 3] [--rounds 3]
+//! bench/side-by-side/run.sh [--sessions 1000] [--duration 3] [--rounds 5]
 //!                           [--connections 32] [--threads 2]
 //!                           [--cases redis,postgres,sqlite,memory]
 //! ```
@@ -108,7 +108,7 @@ fn opts() -> Result<Opts, Error> {
         duration: 3,
         connections: 32,
         threads: 2,
-        rounds: 3,
+        rounds: 5,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
