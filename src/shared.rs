@@ -9,7 +9,7 @@ use crate::config::Config;
 use crate::error::Error;
 use crate::hub::Hub;
 use crate::metrics;
-use crate::store::{SessionStore, StoreError};
+use crate::store::{with_call_deadline, SessionStore, StoreError};
 
 /// The store and configuration behind one layer.
 pub(crate) struct Shared {
@@ -36,16 +36,23 @@ impl Shared {
     }
 
     /// Runs a store call under the configured timeout, so a hung store turns
-    /// into an error instead of a hung request.
+    /// into an error instead of a hung request. A store that honours the
+    /// caller's deadline is given it (see [`crate::store::call_deadline`])
+    /// instead of a second timer.
     pub async fn call<T>(
         &self,
         what: &'static str,
         fut: impl Future<Output = Result<T, StoreError>>,
     ) -> Result<T, Error> {
         let started = Instant::now();
-        let result = match tokio::time::timeout(self.config.store_timeout, fut).await {
-            Ok(result) => result,
-            Err(_) => Err(StoreError::timeout()),
+        let deadline = tokio::time::Instant::now() + self.config.store_timeout;
+        let result = if self.store.honors_call_deadline() {
+            with_call_deadline(deadline, fut).await
+        } else {
+            match tokio::time::timeout_at(deadline, fut).await {
+                Ok(result) => result,
+                Err(_) => Err(StoreError::timeout()),
+            }
         };
         metrics::store_call(what, started, &result);
         result.map_err(|err| {

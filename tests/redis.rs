@@ -618,6 +618,33 @@ impl SilencingProxy {
 }
 
 #[tokio::test]
+async fn a_silent_server_fails_a_request_at_the_layers_timeout_when_it_is_shorter_than_the_stores()
+{
+    let server = RedisServer::start();
+    let proxy = SilencingProxy::start(server.port()).await;
+    let store = RedisStore::builder()
+        .prefix(random_prefix())
+        .command_timeout(Duration::from_secs(10))
+        .connect(&proxy.url)
+        .await
+        .unwrap();
+    // The layer sets no timer of its own around the Redis store: the store
+    // must give up by the layer's deadline.
+    let app = layered(store, |b| b.store_timeout(Duration::from_millis(300)));
+    let token = send(&app, post("/count", None)).await.cookie().unwrap();
+
+    proxy.silence_open_connections();
+    let started = Instant::now();
+    let res = send(&app, post("/count", Some(&token))).await;
+    let took = started.elapsed();
+    assert_eq!(res.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        took >= Duration::from_millis(300) && took < Duration::from_secs(3),
+        "answered after {took:?}"
+    );
+}
+
+#[tokio::test]
 async fn a_connection_that_goes_silent_is_replaced_for_commands_and_events() {
     let server = RedisServer::start();
     let proxy = SilencingProxy::start(server.port()).await;

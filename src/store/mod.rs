@@ -14,6 +14,7 @@
 //! `SqliteStore` (module `sql`). The conformance suite (feature `conformance`) checks
 //! any implementation against the behaviour the layer relies on.
 
+mod deadline;
 mod error;
 mod memory;
 #[cfg(feature = "redis")]
@@ -31,6 +32,8 @@ pub use self::sql::postgres::PostgresStore;
 pub use self::sql::sqlite::SqliteStore;
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 pub use self::sql::CleanupHandle;
+pub use deadline::call_deadline;
+pub(crate) use deadline::with_call_deadline;
 pub use error::{StoreError, StoreErrorKind};
 pub use memory::{MemoryStore, MemoryStoreBuilder};
 pub use types::*;
@@ -161,6 +164,16 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Stores shared between processes deliver events from every process.
     /// A receiver that lags must assume any session may have ended.
     fn subscribe(&self) -> broadcast::Receiver<SessionEnded>;
+
+    /// Whether every call of this store fails with
+    /// [`StoreError::timeout`] by the caller's [`call_deadline`] when one is
+    /// set. The layer then sets that deadline instead of running a timer of
+    /// its own around the call, which saves a store that bounds its calls
+    /// anyway a second timer per call. The default, `false`, has the layer
+    /// bound the call.
+    fn honors_call_deadline(&self) -> bool {
+        false
+    }
 }
 
 /// A shared store is a store: `Arc<MemoryStore>`, or `Arc<dyn SessionStore>`
@@ -211,5 +224,8 @@ impl<S: SessionStore + ?Sized> SessionStore for std::sync::Arc<S> {
     }
     fn subscribe(&self) -> broadcast::Receiver<SessionEnded> {
         (**self).subscribe()
+    }
+    fn honors_call_deadline(&self) -> bool {
+        (**self).honors_call_deadline()
     }
 }

@@ -26,7 +26,7 @@ use redis::io::tcp::TcpSettings;
 use redis::{ErrorKind, FromRedisValue, RedisError, RedisResult, ServerErrorKind, Value};
 
 use super::scripts::{function_load, Call, Mode};
-use crate::store::{Result, StoreError};
+use crate::store::{call_deadline, Result, StoreError};
 
 /// Timeouts in a row after which the connection is replaced.
 const TIMEOUTS_BEFORE_RECONNECT: u32 = 3;
@@ -234,12 +234,16 @@ impl Link {
         matches!(self.mode, Mode::Functions) && !self.is_cluster()
     }
 
-    /// Runs one command under the timeout, counting timeouts in a row.
+    /// Runs one command under the timeout, or by the caller's earlier
+    /// deadline (one timer either way), counting timeouts of its own in a
+    /// row.
     async fn within<T>(
         self: &Arc<Self>,
         fut: impl std::future::Future<Output = RedisResult<T>>,
     ) -> Result<T> {
-        match tokio::time::timeout(self.timeout, fut).await {
+        let own = tokio::time::Instant::now() + self.timeout;
+        let deadline = call_deadline().map_or(own, |caller| caller.min(own));
+        match tokio::time::timeout_at(deadline, fut).await {
             // The cluster client's own response timeout may fire first.
             Ok(Err(err)) if err.is_timeout() => {
                 self.timed_out();
@@ -250,7 +254,12 @@ impl Link {
                 result.map_err(StoreError::backend)
             }
             Err(_) => {
-                self.timed_out();
+                // Only a command that outlived the store's own timeout
+                // says the connection may be dead; the caller's deadline
+                // may just be short, or spent by earlier commands.
+                if deadline == own {
+                    self.timed_out();
+                }
                 Err(StoreError::timeout())
             }
         }

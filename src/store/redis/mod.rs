@@ -567,4 +567,10 @@ impl SessionStore for RedisStore {
     fn subscribe(&self) -> broadcast::Receiver<SessionEnded> {
         self.inner.events.subscribe()
     }
+
+    /// Every command runs under one timer, at the command timeout or the
+    /// caller's deadline, whichever comes first.
+    fn honors_call_deadline(&self) -> bool {
+        true
+    }
 }
