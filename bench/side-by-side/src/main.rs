@@ -919,6 +919,8 @@ struct Subject {
     backend: Backend,
     /// Best read and write rows so far.
     rows: [Option<Row>; 2],
+    /// Each round's rps of the read and the write, in order.
+    history: [Vec<f64>; 2],
     /// On Redis, which calls of each route are the app's own.
     nesting: [Nesting; 2],
 }
@@ -987,6 +989,7 @@ impl Bench {
             cookies,
             backend,
             rows: [None; 2],
+            history: [Vec::new(), Vec::new()],
             nesting,
         })
     }
@@ -1040,6 +1043,7 @@ impl Bench {
             row.usec = Some((after.exec_ms - before.exec_ms) * 1e3 / r);
             row.cpu = Some((after.cpu - before.cpu) * 1e6 / r);
         }
+        s.history[route].push(row.rps);
         if s.rows[route].is_none_or(|best| best.rps < row.rps) {
             s.rows[route] = Some(row);
         }
@@ -1155,6 +1159,28 @@ async fn run(bench: &Bench) -> Result<String, Error> {
         true => Some(bench.bare().await?),
         false => None,
     };
+    // The ratio of each round's runs (the peers ran back to back), as
+    // "median (lowest – highest)": a slow drift of the machine cancels out
+    // of a pair, where the best rounds of each peer may come from different
+    // moments.
+    let paired = |case: Case, route: usize| -> String {
+        let (_, [sk, ts]) = subjects
+            .iter()
+            .find(|(c, _)| *c == case)
+            .expect("a selected case");
+        let mut ratios: Vec<f64> = sk.history[route]
+            .iter()
+            .zip(&ts.history[route])
+            .map(|(sk, ts)| sk / ts.max(1.0))
+            .collect();
+        ratios.sort_by(f64::total_cmp);
+        match (ratios.first(), ratios.last()) {
+            (Some(low), Some(high)) => {
+                format!("{:.2} ({low:.2} – {high:.2})", ratios[ratios.len() / 2])
+            }
+            _ => "–".into(),
+        }
+    };
     let rows = |case: Case, route: usize| -> (Row, Row) {
         let (_, [sk, ts]) = subjects
             .iter()
@@ -1177,15 +1203,16 @@ async fn run(bench: &Bench) -> Result<String, Error> {
         versions.join(", ")
     );
     if o.cases.contains(&Case::Redis) {
-        t += "\n| case | sessionkit rps | tower-sessions rps | ratio | round trips (sk / ts) | Redis µs per request (sk / ts) | CPU µs per request: app (sk / ts) | Redis server (sk / ts) | wrk (sk / ts) |\n";
-        t += "|---|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+        t += "\n| case | sessionkit rps | tower-sessions rps | ratio of the best | ratio per round: median (range) | round trips (sk / ts) | Redis µs per request (sk / ts) | CPU µs per request: app (sk / ts) | Redis server (sk / ts) | wrk (sk / ts) |\n";
+        t += "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
         for (name, route) in [("Redis read", 0), ("Redis write", 1)] {
             let (sk, ts) = rows(Case::Redis, route);
             t += &format!(
-                "| {name} | {:.0} | {:.0} | {:.2} | {} / {} | {} / {} | {:.1} / {:.1} | {} / {} | {:.1} / {:.1} |\n",
+                "| {name} | {:.0} | {:.0} | {:.2} | {} | {} / {} | {} / {} | {:.1} / {:.1} | {} / {} | {:.1} / {:.1} |\n",
                 sk.rps,
                 ts.rps,
                 sk.rps / ts.rps,
+                paired(Case::Redis, route),
                 num(sk.trips, 2),
                 num(ts.trips, 2),
                 num(sk.usec, 2),
@@ -1200,15 +1227,16 @@ async fn run(bench: &Bench) -> Result<String, Error> {
         }
     }
     if o.cases.contains(&Case::Postgres) {
-        t += "\n| case | sessionkit rps | tower-sessions rps | ratio | statements per request (sk / ts) | statement µs per request (sk / ts) | backend CPU µs per request (sk / ts) |\n";
-        t += "|---|---:|---:|---:|---:|---:|---:|\n";
+        t += "\n| case | sessionkit rps | tower-sessions rps | ratio of the best | ratio per round: median (range) | statements per request (sk / ts) | statement µs per request (sk / ts) | backend CPU µs per request (sk / ts) |\n";
+        t += "|---|---:|---:|---:|---:|---:|---:|---:|\n";
         for (name, route) in [("PostgreSQL read", 0), ("PostgreSQL write", 1)] {
             let (sk, ts) = rows(Case::Postgres, route);
             t += &format!(
-                "| {name} | {:.0} | {:.0} | {:.2} | {} / {} | {} / {} | {} / {} |\n",
+                "| {name} | {:.0} | {:.0} | {:.2} | {} | {} / {} | {} / {} | {} / {} |\n",
                 sk.rps,
                 ts.rps,
                 sk.rps / ts.rps,
+                paired(Case::Postgres, route),
                 num(sk.trips, 2),
                 num(ts.trips, 2),
                 num(sk.usec, 1),
@@ -1219,28 +1247,30 @@ async fn run(bench: &Bench) -> Result<String, Error> {
         }
     }
     if o.cases.contains(&Case::Sqlite) {
-        t += "\n| case | sessionkit rps | tower-sessions rps | ratio |\n";
-        t += "|---|---:|---:|---:|\n";
+        t += "\n| case | sessionkit rps | tower-sessions rps | ratio of the best | ratio per round: median (range) |\n";
+        t += "|---|---:|---:|---:|---:|\n";
         for (name, route) in [("SQLite read", 0), ("SQLite write", 1)] {
             let (sk, ts) = rows(Case::Sqlite, route);
             t += &format!(
-                "| {name} | {:.0} | {:.0} | {:.2} |\n",
+                "| {name} | {:.0} | {:.0} | {:.2} | {} |\n",
                 sk.rps,
                 ts.rps,
-                sk.rps / ts.rps
+                sk.rps / ts.rps,
+                paired(Case::Sqlite, route)
             );
         }
     }
     if let Some([bare, bare_me]) = bare {
-        t += "\n| case | sessionkit rps | tower-sessions rps | ratio | sessionkit / bare | tower-sessions / bare | sessionkit / bare JSON | tower-sessions / bare JSON | app CPU µs per request (sk / ts) |\n";
-        t += "|---|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+        t += "\n| case | sessionkit rps | tower-sessions rps | ratio of the best | ratio per round: median (range) | sessionkit / bare | tower-sessions / bare | sessionkit / bare JSON | tower-sessions / bare JSON | app CPU µs per request (sk / ts) |\n";
+        t += "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
         for (name, route) in [("memory read", 0), ("memory write", 1)] {
             let (sk, ts) = rows(Case::Memory, route);
             t += &format!(
-                "| {name} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1} / {:.1} |\n",
+                "| {name} | {:.0} | {:.0} | {:.2} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1} / {:.1} |\n",
                 sk.rps,
                 ts.rps,
                 sk.rps / ts.rps,
+                paired(Case::Memory, route),
                 sk.rps / bare,
                 ts.rps / bare,
                 sk.rps / bare_me,
@@ -1249,9 +1279,9 @@ async fn run(bench: &Bench) -> Result<String, Error> {
                 ts.app_cpu
             );
         }
-        t += &format!("| bare route (no session, `ok`) | {bare:.0} | | | | | | | |\n");
+        t += &format!("| bare route (no session, `ok`) | {bare:.0} | | | | | | | | |\n");
         t += &format!(
-            "| bare JSON route (no session, the read's answer) | {bare_me:.0} | | | | | | | |\n"
+            "| bare JSON route (no session, the read's answer) | {bare_me:.0} | | | | | | | | |\n"
         );
     }
     Ok(t)
