@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::sync::{Arc, OnceLock};
+use std::time::Instant;
 
 use crate::clock::Millis;
 use crate::config::Config;
@@ -43,8 +44,8 @@ impl Shared {
         what: &'static str,
         fut: impl Future<Output = Result<T, StoreError>>,
     ) -> Result<T, Error> {
-        let started = tokio::time::Instant::now();
-        let deadline = started + self.config.store_timeout;
+        let started = Instant::now();
+        let deadline = tokio::time::Instant::now() + self.config.store_timeout;
         let result = if self.store.honors_call_deadline() {
             with_call_deadline(deadline, fut).await
         } else {
@@ -53,7 +54,7 @@ impl Shared {
                 Err(_) => Err(StoreError::timeout()),
             }
         };
-        metrics::store_call(what, started.into_std(), &result);
+        metrics::store_call(what, started, &result);
         result.map_err(|err| {
             tracing::error!(operation = what, error = %err, "session store call failed");
             Error::Store(err)

@@ -1,6 +1,8 @@
 //! Privilege changes on a request's session: login, logout, regeneration,
 //! and the logged-in user's view of their other sessions.
 
+use std::collections::HashMap;
+
 use super::{Session, State};
 use crate::clock::ms;
 use crate::error::Error;
@@ -89,7 +91,7 @@ impl Session {
         // Changes a clone made while the login was in flight apply to the
         // new session.
         let later = std::mem::take(&mut st.changes);
-        let mut data = outcome.data.clone();
+        let mut data = outcome.data;
         later.delta().apply_to(&mut data);
         *st = State {
             origin: st.origin.take(),
@@ -105,7 +107,7 @@ impl Session {
                 renew_token: false,
                 user: new.user,
                 label: new.label,
-                data: outcome.data,
+                data: HashMap::new(),
             }),
             token: Some(token),
             send_token: true,

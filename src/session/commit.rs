@@ -1,6 +1,8 @@
 //! Writing a session's changes: the delta save, the first save of a new
 //! session, and what the client must then do with its token.
 
+use std::collections::HashMap;
+
 use super::{Changes, Session};
 use crate::clock::{ms, Millis};
 use crate::error::Error;
@@ -241,7 +243,8 @@ impl Session {
             renew_token: false,
             user: None,
             label: new.label,
-            data: new.data.into_iter().collect(),
+            // The handler's view, `data`, holds the data already.
+            data: HashMap::new(),
         });
         // A token that failed to load is replaced on the transport it came
         // in on; a request without one hears of it on the announce ones.

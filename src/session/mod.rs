@@ -88,8 +88,9 @@ struct Inner {
 
 #[derive(Default)]
 struct State {
-    /// The stored session, `None` until one exists. Its data moves to
-    /// `data` when it is loaded: only the metadata is read from here.
+    /// The stored session, `None` until one exists. Only its metadata is
+    /// read from here: its data is in `data` (moved there by a load, left
+    /// empty by a create or a login).
     record: Option<SessionRecord>,
     /// Data as the handler sees it: the record's, with `changes` applied.
     data: HashMap<String, String>,

@@ -171,6 +171,10 @@ pub trait SessionStore: Send + Sync + 'static {
     /// its own around the call, which saves a store that bounds its calls
     /// anyway a second timer per call. The default, `false`, has the layer
     /// bound the call.
+    ///
+    /// A store that wraps another may forward its answer only if it awaits
+    /// nothing of its own: whatever it awaits outside the inner store would
+    /// be bounded by nobody.
     fn honors_call_deadline(&self) -> bool {
         false
     }

@@ -188,6 +188,13 @@ impl RedisStoreBuilder {
 
     /// How long one command may take before it fails (default 1 s; at most
     /// [`MAX_COMMAND_TIMEOUT`], and not zero: `connect` refuses others).
+    ///
+    /// Under the layer a command also gives up when the store call's
+    /// `store_timeout` runs out, whichever comes first. Keep this one the
+    /// shorter: only a command that outlives it counts towards replacing a
+    /// connection that went silent (a command cut short by the caller's
+    /// deadline may only have had little of it left); otherwise such a
+    /// connection goes only when the kernel gives up on it (30 s).
     pub fn command_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
