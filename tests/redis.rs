@@ -35,9 +35,13 @@ async fn cluster_store(urls: &[String], prefix: &str) -> RedisStore {
 }
 
 async fn store(url: &str, prefix: &str) -> RedisStore {
+    store_with_timeout(url, prefix, TIMEOUT).await
+}
+
+async fn store_with_timeout(url: &str, prefix: &str, timeout: Duration) -> RedisStore {
     RedisStore::builder()
         .prefix(prefix)
-        .command_timeout(TIMEOUT)
+        .command_timeout(timeout)
         .connect(url)
         .await
         .expect("connect to the test server")
@@ -622,12 +626,7 @@ async fn a_silent_server_fails_a_request_at_the_layers_timeout_when_it_is_shorte
 {
     let server = RedisServer::start();
     let proxy = SilencingProxy::start(server.port()).await;
-    let store = RedisStore::builder()
-        .prefix(random_prefix())
-        .command_timeout(Duration::from_secs(10))
-        .connect(&proxy.url)
-        .await
-        .unwrap();
+    let store = store_with_timeout(&proxy.url, &random_prefix(), Duration::from_secs(10)).await;
     // The layer sets no timer of its own around the Redis store: the store
     // must give up by the layer's deadline.
     let app = layered(store, |b| b.store_timeout(Duration::from_millis(300)));
@@ -648,13 +647,7 @@ async fn a_silent_server_fails_a_request_at_the_layers_timeout_when_it_is_shorte
 async fn a_connection_that_goes_silent_is_replaced_for_commands_and_events() {
     let server = RedisServer::start();
     let proxy = SilencingProxy::start(server.port()).await;
-    let timeout = Duration::from_millis(200);
-    let store = RedisStore::builder()
-        .prefix(random_prefix())
-        .command_timeout(timeout)
-        .connect(&proxy.url)
-        .await
-        .unwrap();
+    let store = store_with_timeout(&proxy.url, &random_prefix(), Duration::from_millis(200)).await;
     let app = layered(store.clone(), |b| b);
     let mut feed = sessionkit::SessionStore::subscribe(&store);
     let token = send(&app, post("/count", None)).await.cookie().unwrap();

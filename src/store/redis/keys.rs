@@ -24,9 +24,7 @@ impl Keys {
     }
 
     pub(super) fn session(&self, id: &SessionId) -> (String, String) {
-        let base = self.base(&id.tag());
-        let key = format!("{base}s:{id}");
-        (base, key)
+        (self.base(&id.tag()), self.session_key(id))
     }
 
     /// The key of a session's hash alone, for the plain commands (which
@@ -67,12 +65,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_plain_key_of_a_session_is_the_one_its_scripts_use() {
+    fn a_session_key_is_its_base_then_s_and_its_id() {
         let keys = Keys::new("app:".to_owned());
         let id = SessionId::generate(&Tag::random());
         let (base, key) = keys.session(&id);
-        assert_eq!(keys.session_key(&id), key);
-        assert_eq!(key, format!("app:{{{}}}:s:{id}", id.tag().as_str()));
-        assert!(key.starts_with(&base));
+        assert_eq!(base, format!("app:{{{}}}:", id.tag().as_str()));
+        assert_eq!(key, format!("{base}s:{id}"));
     }
 }
