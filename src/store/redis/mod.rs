@@ -36,7 +36,7 @@
 //!
 //! | key | type | holds |
 //! |---|---|---|
-//! | `sessionkit:{AbCd}:s:<id>` | hash | metadata (`m`: packed; `uid`, `user`, `label`), data values under `d:<key>` |
+//! | `sessionkit:{AbCd}:s:<id>` | hash | metadata (`m`: numbers, digests and texts packed in one field), data values under `d:<key>` |
 //! | `sessionkit:{AbCd}:t:<digest>` | string | the session id a token points at (for the functions) |
 //! | `sessionkit:{AbCd}:c:<id>` | hash | connection id → lease and connection |
 //! | `sessionkit:{AbCd}:u:<user id>` | sorted set | a user's session ids, scored by expiry |

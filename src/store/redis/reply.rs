@@ -213,8 +213,9 @@ fn pairs(v: &Value) -> Result<Vec<(String, String)>> {
 }
 
 /// The packed metadata field's parts, in the order of `PACKED` in
-/// `lua/prelude.lua`.
+/// `lua/prelude.lua`, and then its texts, in the order of `TEXTS` there.
 const PACKED: usize = 12;
+const TEXTS: usize = 4;
 const CREATED: usize = 0;
 const SEEN: usize = 1;
 const IDLE: usize = 2;
@@ -227,6 +228,9 @@ const ADOPTED: usize = 8;
 const RESEND: usize = 9;
 const PREV: usize = 10;
 const GRACE: usize = 11;
+const UID: usize = 0;
+const USER: usize = 1;
+const LABEL: usize = 2;
 
 fn utf8(v: &Value) -> Result<&str> {
     match v {
@@ -245,27 +249,54 @@ struct Hash<'a> {
     meta: Meta<'a>,
 }
 
-/// The packed metadata field `m`, split into its parts.
-struct Meta<'a>([&'a str; PACKED]);
+/// The packed metadata field `m`, split into its parts: the numbers and
+/// digests, and the texts (`uid`, `user`, `label`, `device`) where set.
+struct Meta<'a> {
+    parts: [&'a str; PACKED],
+    texts: [Option<&'a str>; TEXTS],
+}
 
 impl<'a> Meta<'a> {
+    /// `<parts>,<text lengths>,<texts>` (see `pack_meta` in the prelude).
     fn split(packed: &'a str) -> Result<Self> {
+        let short = || StoreError::corrupt("short session metadata");
+        let mut split = packed.splitn(PACKED + TEXTS + 1, ',');
         let mut parts = [""; PACKED];
-        let mut split = packed.split(',');
         for part in parts.iter_mut() {
-            *part = split
-                .next()
-                .ok_or_else(|| StoreError::corrupt("short session metadata"))?;
+            *part = split.next().ok_or_else(short)?;
         }
-        Ok(Meta(parts))
+        let mut lengths = [""; TEXTS];
+        for length in lengths.iter_mut() {
+            *length = split.next().ok_or_else(short)?;
+        }
+        let mut rest = split.next().ok_or_else(short)?;
+        let mut texts = [None; TEXTS];
+        for (text, length) in texts.iter_mut().zip(lengths) {
+            if length.is_empty() {
+                continue;
+            }
+            let length: usize = length
+                .parse()
+                .map_err(|_| StoreError::corrupt("a text length in session metadata"))?;
+            // `split_at_checked` also refuses a cut inside a character.
+            let (head, tail) = rest
+                .split_at_checked(length)
+                .ok_or_else(|| StoreError::corrupt("a text cut short in session metadata"))?;
+            *text = Some(head);
+            rest = tail;
+        }
+        if !rest.is_empty() {
+            return Err(StoreError::corrupt("trailing session metadata"));
+        }
+        Ok(Meta { parts, texts })
     }
 
     fn number(&self, i: usize) -> Result<Millis> {
-        number(self.0[i])
+        number(self.parts[i])
     }
 
     fn optional(&self, i: usize) -> Result<Option<Millis>> {
-        let part = self.0[i];
+        let part = self.parts[i];
         (!part.is_empty()).then(|| number(part)).transpose()
     }
 
@@ -279,7 +310,7 @@ impl<'a> Meta<'a> {
     /// sealed replacement has a key of its own (`r:<id>`), so it is left
     /// out.
     fn slots(&self) -> Result<TokenSlots> {
-        let previous = match self.0[PREV] {
+        let previous = match self.parts[PREV] {
             "" => None,
             hash => Some(PreviousToken {
                 hash: hash.to_owned(),
@@ -288,8 +319,8 @@ impl<'a> Meta<'a> {
             }),
         };
         Ok(TokenSlots {
-            current: self.0[CUR].to_owned(),
-            adopted: self.0[ADOPTED] == "1",
+            current: self.parts[CUR].to_owned(),
+            adopted: self.parts[ADOPTED] == "1",
             resend_until: self.optional(RESEND)?.unwrap_or(0),
             previous,
         })
@@ -337,23 +368,15 @@ impl<'a> Hash<'a> {
     /// The record, with the `seen` time the caller settled on. Only the
     /// strings the record keeps are allocated.
     fn record(&self, id: SessionId, last_seen: Millis) -> Result<SessionRecord> {
-        let (mut uid, mut user, mut label) = (None, None, None);
-        let mut data = HashMap::with_capacity(self.fields.len() / 2);
+        let mut data = HashMap::with_capacity(self.fields.len() / 2 - 1);
         for pair in self.fields.chunks_exact(2) {
-            let field = utf8(&pair[0])?;
-            if let Some(key) = field.strip_prefix("d:") {
+            // `m` is read already; fields of a later version are not this
+            // one's business.
+            if let Some(key) = utf8(&pair[0])?.strip_prefix("d:") {
                 data.insert(key.to_owned(), text(&pair[1])?);
-                continue;
-            }
-            match field {
-                "uid" => uid = Some(text(&pair[1])?),
-                "user" => user = Some(text(&pair[1])?),
-                "label" => label = Some(text(&pair[1])?),
-                // `m` is read already; fields of a later version are not
-                // this one's business.
-                _ => {}
             }
         }
+        let texts = &self.meta.texts;
         Ok(SessionRecord {
             id,
             created_at: self.number(CREATED)?,
@@ -362,10 +385,13 @@ impl<'a> Hash<'a> {
             absolute_deadline: self.optional(ABS)?,
             ttg: self.number(TTG)?,
             rotated_at: self.optional(ROT)?,
-            renew_token: self.meta.0[RENEW] == "1",
-            label,
-            user: match (uid, user) {
-                (Some(id), Some(json)) => Some(BoundUser { id, json }),
+            renew_token: self.meta.parts[RENEW] == "1",
+            label: texts[LABEL].map(str::to_owned),
+            user: match (texts[UID], texts[USER]) {
+                (Some(id), Some(json)) => Some(BoundUser {
+                    id: id.to_owned(),
+                    json: json.to_owned(),
+                }),
                 _ => None,
             },
             data,
@@ -474,21 +500,34 @@ mod tests {
         SessionId::generate(&Tag::random())
     }
 
-    const PACKED_OK: &str = "100,x,1800000,,150,,0,h,1,0,,";
+    const PACKED_OK: &str = "100,x,1800000,,150,,0,h,1,0,,,,,,,";
+
+    /// Packed metadata: `parts` (the numbers and digests, comma-separated),
+    /// then `texts` (uid, user, label, device) as `pack_meta` writes them.
+    fn packed(parts: &str, texts: [Option<&str>; TEXTS]) -> String {
+        let lengths: Vec<String> = texts
+            .iter()
+            .map(|t| t.map_or(String::new(), |t| t.len().to_string()))
+            .collect();
+        let joined: String = texts.iter().flatten().copied().collect();
+        format!("{parts},{},{joined}", lengths.join(","))
+    }
 
     #[test]
     fn a_record_is_read_from_its_hash() {
+        let m = packed(
+            "100,x,1800000,,150,,0,h,1,0,,",
+            [
+                Some("7"),
+                Some(r#"{"id":"7","name":"a, b"}"#),
+                Some("phone ☎"),
+                None,
+            ],
+        );
         let record = record(
             id(),
             &bulk("170"),
-            &hash(&[
-                ("m", PACKED_OK),
-                ("uid", "7"),
-                ("user", r#"{"id":"7"}"#),
-                ("label", "phone"),
-                ("d:cart", "[1]"),
-                ("later", "ignored"),
-            ]),
+            &hash(&[("m", &m), ("d:cart", "[1]"), ("later", "ignored")]),
         )
         .expect("a well-formed record");
         assert_eq!(record.created_at, 100);
@@ -498,8 +537,10 @@ mod tests {
         assert_eq!(record.ttg, 150);
         assert_eq!(record.rotated_at, None);
         assert!(!record.renew_token);
-        assert_eq!(record.label.as_deref(), Some("phone"));
-        assert_eq!(record.user.map(|u| u.id).as_deref(), Some("7"));
+        assert_eq!(record.label.as_deref(), Some("phone ☎"));
+        let user = record.user.expect("a bound user");
+        assert_eq!(user.id, "7");
+        assert_eq!(user.json, r#"{"id":"7","name":"a, b"}"#);
         assert_eq!(record.data.get("cart").map(String::as_str), Some("[1]"));
     }
 
@@ -521,7 +562,7 @@ mod tests {
     /// (`adopted`), previous `p` in its grace window until 10 min.
     fn meta(seen: Millis, adopted: bool) -> String {
         let adopted = if adopted { "1" } else { "0" };
-        format!("0,{seen},1800000,,0,,0,h,{adopted},0,p,600000")
+        format!("0,{seen},1800000,,0,,0,h,{adopted},0,p,600000,,,,,")
     }
 
     #[test]
@@ -594,7 +635,11 @@ mod tests {
         let cases = [
             hash(&[("uid", "7")]),                                        // no metadata
             hash(&[("m", "1,2,3")]),                                      // short metadata
-            hash(&[("m", "x,x,x,x,x,x,x,x,x,x,x,x")]),                    // not numbers
+            hash(&[("m", "x,x,x,x,x,x,x,x,x,x,x,x,,,,,")]),               // not numbers
+            hash(&[("m", "1,2,3,,4,,,h,1,,,,1,,,,")]),                    // a text missing
+            hash(&[("m", "1,2,3,,4,,,h,1,,,,1,,,,7x")]),                  // trailing bytes
+            hash(&[("m", "1,2,3,,4,,,h,1,,,,x,,,,7")]),                   // a bad length
+            hash(&[("m", "1,2,3,,4,,,h,1,,,,1,,,,☎")]),                   // a cut character
             Value::Array(vec![bulk("m")]),                                // odd fields
             Value::Array(vec![Value::BulkString(vec![0xff]), bulk("1")]), // not UTF-8
             Value::Int(3),                                                // not an array

@@ -48,10 +48,11 @@ proptest! {
 
     #[test]
     fn a_hash_with_arbitrary_metadata_decodes_or_is_corrupt(
-        parts in proptest::collection::vec("[0-9]{0,20}|-?[0-9]{1,3}|x", 0..16),
+        parts in proptest::collection::vec("[0-9]{0,20}|-?[0-9]{1,3}|x", 0..20),
+        tail in any::<String>(),
         data in proptest::collection::vec(("[a-z]{1,4}", any::<String>()), 0..4),
     ) {
-        let mut flat = vec![bulk("m"), bulk(&parts.join(","))];
+        let mut flat = vec![bulk("m"), bulk(&format!("{},{tail}", parts.join(",")))];
         for (k, v) in &data {
             flat.push(bulk(&format!("d:{k}")));
             flat.push(bulk(v));
@@ -64,5 +65,29 @@ proptest! {
                 let _ = v;
             }
         }
+    }
+
+    #[test]
+    fn texts_of_any_content_come_back_from_packed_metadata(
+        user in proptest::option::of((any::<String>(), any::<String>())),
+        label in proptest::option::of(any::<String>()),
+        device in proptest::option::of(any::<String>()),
+    ) {
+        let (uid, json) = match &user {
+            Some((uid, json)) => (Some(uid.as_str()), Some(json.as_str())),
+            None => (None, None),
+        };
+        let texts = [uid, json, label.as_deref(), device.as_deref()];
+        let lengths: Vec<String> = texts
+            .iter()
+            .map(|t| t.map_or(String::new(), |t| t.len().to_string()))
+            .collect();
+        let joined: String = texts.iter().flatten().copied().collect();
+        let m = format!("1,2,3,,4,,,h,1,,,,{},{joined}", lengths.join(","));
+        let flat = Value::Array(vec![bulk("m"), bulk(&m)]);
+        let id = SessionId::generate(&Tag::random());
+        let record = reply::record(id, &bulk("5"), &flat).expect("well-formed metadata");
+        prop_assert_eq!(record.label, label);
+        prop_assert_eq!(record.user.map(|u| (u.id, u.json)), user);
     }
 }

@@ -9,9 +9,7 @@ local rows = {}
 for _, s in ipairs(list) do
   local label = ''
   if s.label then label = '=' .. s.label end
-  -- Read here, not by `meta`: only listings need it.
-  local device = redis.call('HGET', skey(s), 'device') or ''
-  for _, v in ipairs({s.id, s.created, s.seen, s.idle, s.abs or '', label, device}) do
+  for _, v in ipairs({s.id, s.created, s.seen, s.idle, s.abs or '', label, s.device or ''}) do
     rows[#rows + 1] = v
   end
 end

@@ -2,8 +2,8 @@
 --
 -- Key layout, all under one base `<prefix>{<tag>}:` so a session's keys
 -- share a Redis Cluster hash slot:
---   s:<id>      hash: `m` the packed metadata (see PACKED), `uid`, `user`,
---               `label` and `device` when set, and data fields named `d:<key>`
+--   s:<id>      hash: `m` the packed metadata (see PACKED) and data fields
+--               named `d:<key>`
 --   t:<digest>  string: the session id a token digest points at
 --   r:<id>      string: the current token sealed under the previous one,
 --               until it is adopted or the previous token's grace ends
@@ -33,17 +33,22 @@ local function begin(keys, args)
   KEYS, ARGV, BASE, CHANNEL = keys, args, args[1], args[2]
 end
 
--- The metadata that are numbers or digests (never a comma), packed into
--- the one field `m` in this order, empty for none: a read then moves a few
--- fields between Redis, Lua and the client instead of one per item, which
--- was most of a read's cost on the server. `src/store/redis/reply.rs`
--- reads the same layout.
+-- A session's metadata, packed into the one field `m`: first the numbers
+-- and digests (never a comma) in the order of PACKED, empty for none; then
+-- the byte lengths of the texts the caller chose, in the order of TEXTS,
+-- empty for none; then those texts, back to back:
+--   <created>,...,<grace>,<len uid>,<len user>,<len label>,<len device>,<texts>
+-- A read then moves a field or two between Redis, Lua and the client
+-- instead of one per item, which was most of a read's cost on the server
+-- and in the client's reply parser. `src/store/redis/reply.rs` reads the
+-- same layout.
 local PACKED = {'created', 'seen', 'idle', 'abs', 'ttg', 'rot', 'renew', 'cur', 'adopted',
                 'resend', 'prev', 'grace'}
-local UNPACK = '^([^,]*),([^,]*),([^,]*),([^,]*),([^,]*),([^,]*),([^,]*),([^,]*),([^,]*),'
-  .. '([^,]*),([^,]*),([^,]*)$'
--- The metadata kept as fields of their own: texts the caller chose.
-local TEXTS = {uid = true, user = true, label = true, device = true}
+local TEXTS = {'uid', 'user', 'label', 'device'}
+-- A capture per part and per length (16), then the texts' position.
+-- Spelled out: a library's top level cannot call `string`.
+local UNPACK = '^([^,]*),([^,]*),([^,]*),([^,]*),([^,]*),([^,]*),([^,]*),([^,]*),'
+  .. '([^,]*),([^,]*),([^,]*),([^,]*),([^,]*),([^,]*),([^,]*),([^,]*),()'
 -- unpack() is limited by the Lua stack: long argument lists go in chunks.
 local CHUNK = 500
 -- The longest TTL set (2^48 ms, about 8,900 years).
@@ -62,26 +67,39 @@ end
 local function skey(s) return s.base .. 's:' .. s.id end
 local function rkey(s) return s.base .. 'r:' .. s.id end
 
-local function some(v)
-  if v ~= '' then return v end
-  return nil
-end
-
 -- Reads the packed metadata `m` into `s`.
 local function unpack_meta(s, m)
-  local created, seen, idle, abs, ttg, rot, renew, cur, adopted, resend, prev, grace =
-    string.match(m, UNPACK)
-  if not created then error('sessionkit: unreadable session metadata') end
-  s.created, s.seen, s.idle, s.abs, s.ttg, s.rot = created, seen, idle, some(abs), ttg, some(rot)
-  s.renew, s.cur, s.adopted, s.resend = some(renew), cur, some(adopted), some(resend)
-  s.prev, s.grace = some(prev), some(grace)
+  local p = {string.match(m, UNPACK)}
+  if #p ~= #PACKED + #TEXTS + 1 then error('sessionkit: unreadable session metadata') end
+  for i, f in ipairs(PACKED) do
+    if p[i] ~= '' then s[f] = p[i] end
+  end
+  local at = p[#p]
+  for i, f in ipairs(TEXTS) do
+    local len = p[#PACKED + i]
+    if len ~= '' then
+      local n = tonumber(len)
+      s[f] = string.sub(m, at, at + n - 1)
+      at = at + n
+    end
+  end
+  if at ~= #m + 1 then error('sessionkit: unreadable session metadata') end
 end
 
 -- The packed metadata of `s`.
 local function pack_meta(s)
-  local out = {}
+  local out, texts = {}, {}
   for i, f in ipairs(PACKED) do out[i] = s[f] or '' end
-  return table.concat(out, ',')
+  for _, f in ipairs(TEXTS) do
+    local v = s[f]
+    if v then
+      out[#out + 1] = tostring(#v)
+      texts[#texts + 1] = v
+    else
+      out[#out + 1] = ''
+    end
+  end
+  return table.concat(out, ',') .. ',' .. table.concat(texts)
 end
 
 -- Writes the packed metadata of `s` back, after a change to it.
@@ -91,13 +109,10 @@ end
 
 -- A session's metadata, or nil if it does not exist.
 local function meta(base, id)
-  local v = redis.call('HMGET', base .. 's:' .. id, 'm', 'uid', 'user', 'label')
-  if not v[1] then return nil end
+  local m = redis.call('HGET', base .. 's:' .. id, 'm')
+  if not m then return nil end
   local s = {base = base, id = id}
-  unpack_meta(s, v[1])
-  if v[2] then s.uid = v[2] end
-  if v[3] then s.user = v[3] end
-  if v[4] then s.label = v[4] end
+  unpack_meta(s, m)
   return s
 end
 
@@ -107,15 +122,13 @@ local function whole(base, id)
   if #flat == 0 then return nil, flat end
   local s = {base = base, id = id}
   for i = 1, #flat, 2 do
-    local f = flat[i]
-    if f == 'm' then
+    if flat[i] == 'm' then
       unpack_meta(s, flat[i + 1])
-    elseif TEXTS[f] then
-      s[f] = flat[i + 1]
+      break
     end
   end
-  -- A hash without metadata is no session (a layout before `m`: such
-  -- sessions are not read, and go at their TTL).
+  -- A hash without metadata is no session (the leftover of a data write
+  -- into a session that had just ended): it goes at its TTL.
   if not s.cur then return nil, {} end
   return s, flat
 end
@@ -233,12 +246,6 @@ end
 -- Writes a new session (metadata, data, first token) and settles it.
 local function store(s, data, now)
   local fields = {'m', pack_meta(s)}
-  for f in pairs(TEXTS) do
-    if s[f] then
-      fields[#fields + 1] = f
-      fields[#fields + 1] = s[f]
-    end
-  end
   for k, v in pairs(data) do
     fields[#fields + 1] = 'd:' .. k
     fields[#fields + 1] = v
@@ -328,15 +335,11 @@ local function apply(s, d)
     set[#set + 1] = 'd:' .. kv[1]
     set[#set + 1] = kv[2]
   end
-  if d.idle ~= '' then
-    s.idle = d.idle
+  if d.idle ~= '' then s.idle = d.idle end
+  if d.label ~= '' then s.label = string.sub(d.label, 2) end
+  if d.idle ~= '' or d.label ~= '' then
     set[#set + 1] = 'm'
     set[#set + 1] = pack_meta(s)
-  end
-  if d.label ~= '' then
-    s.label = string.sub(d.label, 2)
-    set[#set + 1] = 'label'
-    set[#set + 1] = s.label
   end
   many('HSET', k, set)
 end

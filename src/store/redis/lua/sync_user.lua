@@ -6,7 +6,7 @@
 -- ARGV order above is the order of that struct's arguments.
 local list, cursor = user_chunk(BASE, ARGV[3], ARGV[6], tonumber(ARGV[4]))
 for _, s in ipairs(list) do
-  s.renew = '1'
-  redis.call('HSET', skey(s), 'user', ARGV[5], 'm', pack_meta(s))
+  s.renew, s.user = '1', ARGV[5]
+  put(s)
 end
 return {cursor, #list}
