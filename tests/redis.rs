@@ -15,12 +15,12 @@ use sessionkit::clock::{Clock, ManualClock, SystemClock};
 use sessionkit::conformance::{seal, unseal};
 use sessionkit::store::redis::MAX_COMMAND_TIMEOUT;
 use sessionkit::store::{
-    Delta, Destroy, EndReason, Load, Lookup, NewSession, Rotated, Rotation, Save, SessionStore,
-    TokenState,
+    BoundUser, Delta, Destroy, EndReason, ListSessions, Load, Lookup, NewSession, Rotated,
+    Rotation, Save, SessionStore, TokenState,
 };
 use sessionkit::token::{SessionId, Tag, Token};
 use sessionkit::Regeneration;
-use sessionkit::{RedisStore, SessionLayer, SessionLayerBuilder};
+use sessionkit::{Device, RedisStore, SessionLayer, SessionLayerBuilder};
 use support::redis::*;
 use support::*;
 
@@ -297,6 +297,89 @@ async fn a_data_write_into_a_session_that_just_ended_leaves_nothing_behind() {
     tokio::time::sleep(Duration::from_millis(20)).await;
     let keys: Vec<String> = query(&url, ::redis::cmd("KEYS").arg(format!("{prefix}*"))).await;
     assert!(keys.is_empty(), "left behind: {keys:?}");
+}
+
+#[tokio::test]
+async fn a_sessions_texts_come_back_whatever_they_hold_and_the_layout_before_is_not_read() {
+    let server = RedisServer::shared_or_start();
+    let url = server.url();
+    let prefix = random_prefix();
+    let store = store(&url, &prefix).await;
+    let now = SystemClock.now();
+    // Commas, digits and characters of several bytes: the texts share one
+    // field with the comma-separated numbers.
+    let user = BoundUser {
+        id: "7,8 ☎".to_owned(),
+        json: r#"{"id":"7,8 ☎","name":"a, b"}"#.to_owned(),
+    };
+    let id = SessionId::generate(&Tag::for_user(&user.id));
+    let token = Token::generate(&id);
+    let device = Device::new(Some("Mozilla/5.0 (X11, Linux x86_64) 1,2"), None);
+    store
+        .create(&NewSession {
+            device: Some(device.clone()),
+            id: id.clone(),
+            token: token.digest(),
+            now,
+            idle_timeout: 3_600_000,
+            absolute_deadline: None,
+            user: Some(user.clone()),
+            label: Some("12, phone ☎".to_owned()),
+            data: vec![("k".to_owned(), "1".to_owned())],
+        })
+        .await
+        .unwrap();
+    let load = Load {
+        token: token.digest(),
+        now,
+        refresh_after: Some(60_000),
+        cijs: 10_000,
+    };
+    let Lookup::Found { record, .. } = store.load(&load).await.unwrap() else {
+        panic!("the session just created");
+    };
+    assert_eq!(record.user, Some(user.clone()));
+    assert_eq!(record.label.as_deref(), Some("12, phone ☎"));
+    assert_eq!(record.data.get("k").map(String::as_str), Some("1"));
+    let listed = store
+        .list_sessions(&ListSessions {
+            user_id: user.id.clone(),
+            now,
+        })
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].label.as_deref(), Some("12, phone ☎"));
+    assert_eq!(listed[0].device, Some(device));
+
+    // The same session as the layout before wrote it: the numbers alone in
+    // `m`, the texts as fields of their own. Not read: missing, not an
+    // error, whether the plain read or the function decides.
+    let keys: Vec<String> = query(&url, ::redis::cmd("KEYS").arg(format!("{prefix}*:s:*"))).await;
+    let [key] = &keys[..] else {
+        panic!("one session hash: {keys:?}")
+    };
+    let m: String = query(&url, ::redis::cmd("HGET").arg(key).arg("m")).await;
+    let numbers: Vec<&str> = m.split(',').take(12).collect();
+    let _: () = query(
+        &url,
+        ::redis::cmd("HSET")
+            .arg(key)
+            .arg("m")
+            .arg(numbers.join(","))
+            .arg("uid")
+            .arg(&user.id)
+            .arg("user")
+            .arg(&user.json),
+    )
+    .await;
+    for refresh_after in [None, Some(0)] {
+        let load = Load {
+            refresh_after,
+            ..load.clone()
+        };
+        assert_eq!(store.load(&load).await.unwrap(), Lookup::Missing);
+    }
 }
 
 #[tokio::test]

@@ -67,10 +67,15 @@ end
 local function skey(s) return s.base .. 's:' .. s.id end
 local function rkey(s) return s.base .. 'r:' .. s.id end
 
--- Reads the packed metadata `m` into `s`.
+-- Reads the packed metadata `m` into `s`. False for the metadata of the
+-- layout before the texts joined `m` (its twelve parts alone): such
+-- sessions are not read, and go at their TTL.
 local function unpack_meta(s, m)
   local p = {string.match(m, UNPACK)}
-  if #p ~= #PACKED + #TEXTS + 1 then error('sessionkit: unreadable session metadata') end
+  if #p ~= #PACKED + #TEXTS + 1 then
+    if select(2, string.gsub(m, ',', '')) == #PACKED - 1 then return false end
+    error('sessionkit: unreadable session metadata')
+  end
   for i, f in ipairs(PACKED) do
     if p[i] ~= '' then s[f] = p[i] end
   end
@@ -84,6 +89,7 @@ local function unpack_meta(s, m)
     end
   end
   if at ~= #m + 1 then error('sessionkit: unreadable session metadata') end
+  return true
 end
 
 -- The packed metadata of `s`.
@@ -112,7 +118,7 @@ local function meta(base, id)
   local m = redis.call('HGET', base .. 's:' .. id, 'm')
   if not m then return nil end
   local s = {base = base, id = id}
-  unpack_meta(s, m)
+  if not unpack_meta(s, m) then return nil end
   return s
 end
 
@@ -123,7 +129,7 @@ local function whole(base, id)
   local s = {base = base, id = id}
   for i = 1, #flat, 2 do
     if flat[i] == 'm' then
-      unpack_meta(s, flat[i + 1])
+      if not unpack_meta(s, flat[i + 1]) then return nil, {} end
       break
     end
   end
