@@ -353,8 +353,8 @@ async fn a_sessions_texts_come_back_whatever_they_hold_and_the_layout_before_is_
     assert_eq!(listed[0].device, Some(device));
 
     // The same session as the layout before wrote it: the numbers alone in
-    // `m`, the texts as fields of their own. Not read: missing, not an
-    // error, whether the plain read or the function decides.
+    // `m`, the texts as fields of their own. Not read: a save finds no
+    // session and a load finds it missing, neither an error.
     let keys: Vec<String> = query(&url, ::redis::cmd("KEYS").arg(format!("{prefix}*:s:*"))).await;
     let [key] = &keys[..] else {
         panic!("one session hash: {keys:?}")
@@ -373,12 +373,64 @@ async fn a_sessions_texts_come_back_whatever_they_hold_and_the_layout_before_is_
             .arg(&user.json),
     )
     .await;
-    for refresh_after in [None, Some(0)] {
-        let load = Load {
-            refresh_after,
-            ..load.clone()
-        };
-        assert_eq!(store.load(&load).await.unwrap(), Lookup::Missing);
+    let write = Save {
+        id: id.clone(),
+        delta: Delta {
+            set: vec![("k".to_owned(), "2".to_owned())],
+            ..Delta::default()
+        },
+        now,
+    };
+    assert!(!store.save(&write).await.unwrap(), "saved into it");
+    assert_eq!(store.load(&load).await.unwrap(), Lookup::Missing);
+}
+
+#[tokio::test]
+async fn damaged_text_lengths_in_a_sessions_metadata_are_an_error_not_a_misread() {
+    let server = RedisServer::shared_or_start();
+    let url = server.url();
+    let prefix = random_prefix();
+    let store = store(&url, &prefix).await;
+    let now = SystemClock.now();
+    let id = SessionId::generate(&Tag::random());
+    let token = Token::generate(&id);
+    store
+        .create(&NewSession {
+            device: None,
+            id: id.clone(),
+            token: token.digest(),
+            now,
+            idle_timeout: 3_600_000,
+            absolute_deadline: None,
+            user: None,
+            label: None,
+            data: Vec::new(),
+        })
+        .await
+        .unwrap();
+    let keys: Vec<String> = query(&url, ::redis::cmd("KEYS").arg(format!("{prefix}*:s:*"))).await;
+    let [key] = &keys[..] else {
+        panic!("one session hash: {keys:?}")
+    };
+    let m: String = query(&url, ::redis::cmd("HGET").arg(key).arg("m")).await;
+    let numbers: Vec<&str> = m.split(',').take(12).collect();
+    // A refresh due, so that a script that misread the metadata would
+    // write its misreading back.
+    let load = Load {
+        token: token.digest(),
+        now: now + 1,
+        refresh_after: Some(0),
+        cijs: 10_000,
+    };
+    // Lengths that add up to the texts' bytes all the same, and lengths
+    // that are no byte counts.
+    for lengths in ["1,-1,1,", "+1,,,", "0x1,,,", "1e0,,,"] {
+        let damaged = format!("{},{lengths},a", numbers.join(","));
+        let _: () = query(&url, ::redis::cmd("HSET").arg(key).arg("m").arg(&damaged)).await;
+        let read = store.load(&load).await;
+        assert!(read.is_err(), "{damaged}: {read:?}");
+        let m: String = query(&url, ::redis::cmd("HGET").arg(key).arg("m")).await;
+        assert_eq!(m, damaged, "rewritten");
     }
 }
 

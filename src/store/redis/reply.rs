@@ -275,9 +275,14 @@ impl<'a> Meta<'a> {
             if length.is_empty() {
                 continue;
             }
+            // Digits alone, as `pack_meta` writes them (`parse` would also
+            // take a sign).
             let length: usize = length
-                .parse()
-                .map_err(|_| StoreError::corrupt("a text length in session metadata"))?;
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+                .then(|| length.parse().ok())
+                .flatten()
+                .ok_or_else(|| StoreError::corrupt("a text length in session metadata"))?;
             // `split_at_checked` also refuses a cut inside a character.
             let (head, tail) = rest
                 .split_at_checked(length)
@@ -427,7 +432,11 @@ pub(super) fn written(reply: &Value, now: Millis) -> Result<Written> {
     if let Value::Nil = meta {
         return Ok(Written::Gone);
     }
-    let meta = Meta::split(utf8(meta)?)?;
+    // Metadata this version cannot split (the layout before, or damage):
+    // the save function decides, as a load's does.
+    let Ok(meta) = Meta::split(utf8(meta)?) else {
+        return Ok(Written::Touch);
+    };
     if now >= meta.deadline()? || meta.write_refresh_due(now)? {
         Ok(Written::Touch)
     } else {
@@ -639,6 +648,7 @@ mod tests {
             hash(&[("m", "1,2,3,,4,,,h,1,,,,1,,,,")]),                    // a text missing
             hash(&[("m", "1,2,3,,4,,,h,1,,,,1,,,,7x")]),                  // trailing bytes
             hash(&[("m", "1,2,3,,4,,,h,1,,,,x,,,,7")]),                   // a bad length
+            hash(&[("m", "1,2,3,,4,,,h,1,,,,+1,,,,7")]),                  // a signed length
             hash(&[("m", "1,2,3,,4,,,h,1,,,,1,,,,☎")]),                   // a cut character
             Value::Array(vec![bulk("m")]),                                // odd fields
             Value::Array(vec![Value::BulkString(vec![0xff]), bulk("1")]), // not UTF-8

@@ -11,8 +11,7 @@ use crate::token::{SessionId, Tag};
 fn value() -> impl Strategy<Value = Value> {
     let leaf = prop_oneof![
         any::<Vec<u8>>().prop_map(Value::BulkString),
-        "(m|uid|user|label|d:[a-z]{0,3}|[0-9,]{0,30})"
-            .prop_map(|s| Value::BulkString(s.into_bytes())),
+        "(m|d:[a-z]{0,3}|[0-9,]{0,30})".prop_map(|s| Value::BulkString(s.into_bytes())),
         any::<String>().prop_map(Value::SimpleString),
         any::<i64>().prop_map(Value::Int),
         Just(Value::Nil),

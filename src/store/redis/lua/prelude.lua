@@ -83,6 +83,7 @@ local function unpack_meta(s, m)
   for i, f in ipairs(TEXTS) do
     local len = p[#PACKED + i]
     if len ~= '' then
+      if not string.match(len, '^%d+$') then error('sessionkit: unreadable session metadata') end
       local n = tonumber(len)
       s[f] = string.sub(m, at, at + n - 1)
       at = at + n
@@ -134,7 +135,8 @@ local function whole(base, id)
     end
   end
   -- A hash without metadata is no session (the leftover of a data write
-  -- into a session that had just ended): it goes at its TTL.
+  -- into a session that had just ended, or a layout before `m`): it goes
+  -- at its TTL.
   if not s.cur then return nil, {} end
   return s, flat
 end
