@@ -240,12 +240,9 @@ async fn a_read_that_must_change_the_session_falls_back_to_the_script() {
     );
 }
 
-#[tokio::test]
-async fn a_data_write_into_a_session_that_just_ended_leaves_nothing_behind() {
-    let server = RedisServer::shared_or_start();
-    let url = server.url();
-    let prefix = random_prefix();
-    let store = store(&url, &prefix).await;
+/// A new anonymous session in `store` (idle timeout 1 h, no data): its
+/// id, its token and the time it was created at.
+async fn anonymous_session(store: &RedisStore) -> (SessionId, Token, u64) {
     let now = SystemClock.now();
     let id = SessionId::generate(&Tag::random());
     let token = Token::generate(&id);
@@ -263,6 +260,24 @@ async fn a_data_write_into_a_session_that_just_ended_leaves_nothing_behind() {
         })
         .await
         .unwrap();
+    (id, token, now)
+}
+
+/// The key of the one session hash under `prefix`.
+async fn session_hash(url: &str, prefix: &str) -> String {
+    let keys: Vec<String> = query(url, ::redis::cmd("KEYS").arg(format!("{prefix}*:s:*"))).await;
+    let [key] =
+        <[String; 1]>::try_from(keys).unwrap_or_else(|keys| panic!("one session hash: {keys:?}"));
+    key
+}
+
+#[tokio::test]
+async fn a_data_write_into_a_session_that_just_ended_leaves_nothing_behind() {
+    let server = RedisServer::shared_or_start();
+    let url = server.url();
+    let prefix = random_prefix();
+    let store = store(&url, &prefix).await;
+    let (id, token, now) = anonymous_session(&store).await;
     store
         .destroy(&Destroy {
             id: id.clone(),
@@ -355,10 +370,7 @@ async fn a_sessions_texts_come_back_whatever_they_hold_and_the_layout_before_is_
     // The same session as the layout before wrote it: the numbers alone in
     // `m`, the texts as fields of their own. Not read: a save finds no
     // session and a load finds it missing, neither an error.
-    let keys: Vec<String> = query(&url, ::redis::cmd("KEYS").arg(format!("{prefix}*:s:*"))).await;
-    let [key] = &keys[..] else {
-        panic!("one session hash: {keys:?}")
-    };
+    let key = &session_hash(&url, &prefix).await;
     let m: String = query(&url, ::redis::cmd("HGET").arg(key).arg("m")).await;
     let numbers: Vec<&str> = m.split(',').take(12).collect();
     let _: () = query(
@@ -391,27 +403,8 @@ async fn damaged_text_lengths_in_a_sessions_metadata_are_an_error_not_a_misread(
     let url = server.url();
     let prefix = random_prefix();
     let store = store(&url, &prefix).await;
-    let now = SystemClock.now();
-    let id = SessionId::generate(&Tag::random());
-    let token = Token::generate(&id);
-    store
-        .create(&NewSession {
-            device: None,
-            id: id.clone(),
-            token: token.digest(),
-            now,
-            idle_timeout: 3_600_000,
-            absolute_deadline: None,
-            user: None,
-            label: None,
-            data: Vec::new(),
-        })
-        .await
-        .unwrap();
-    let keys: Vec<String> = query(&url, ::redis::cmd("KEYS").arg(format!("{prefix}*:s:*"))).await;
-    let [key] = &keys[..] else {
-        panic!("one session hash: {keys:?}")
-    };
+    let (_, token, now) = anonymous_session(&store).await;
+    let key = &session_hash(&url, &prefix).await;
     let m: String = query(&url, ::redis::cmd("HGET").arg(key).arg("m")).await;
     let numbers: Vec<&str> = m.split(',').take(12).collect();
     // A refresh due, so that a script that misread the metadata would
