@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use futures_util::StreamExt;
 use http::StatusCode;
-use sessionkit::clock::{Clock, ManualClock, SystemClock};
+use sessionkit::clock::{Clock, ManualClock, Millis, SystemClock};
 use sessionkit::conformance::{seal, unseal};
 use sessionkit::store::redis::MAX_COMMAND_TIMEOUT;
 use sessionkit::store::{
@@ -242,7 +242,7 @@ async fn a_read_that_must_change_the_session_falls_back_to_the_script() {
 
 /// A new anonymous session in `store` (idle timeout 1 h, no data): its
 /// id, its token and the time it was created at.
-async fn anonymous_session(store: &RedisStore) -> (SessionId, Token, u64) {
+async fn anonymous_session(store: &RedisStore) -> (SessionId, Token, Millis) {
     let now = SystemClock.now();
     let id = SessionId::generate(&Tag::random());
     let token = Token::generate(&id);
