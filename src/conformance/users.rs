@@ -502,7 +502,8 @@ pub async fn empty_label_and_user_id_are_kept<S: SessionStore + Clone>(store: S)
 /// The device a session was started from is listed with it exactly as the
 /// login gave it (a user agent of the longest kept length and an IPv6
 /// address included), not the device of the anonymous session the login
-/// replaced; a session without one lists none.
+/// replaced; a session without one lists none. Device and label stay
+/// through what rewrites a session's metadata: a refresh, a user sync.
 pub async fn devices_are_listed<S: SessionStore + Clone>(store: S) {
     let t0 = start();
     let user = unique_user("devon");
@@ -512,6 +513,7 @@ pub async fn devices_are_listed<S: SessionStore + Clone>(store: S) {
     );
     let (mut login, token) = login_request(&user, t0);
     login.session.device = Some(phone.clone());
+    login.session.label = Some("phone, 1".to_owned());
     let first = submit(&store, login, token).await;
 
     let (mut anonymous, _) = anonymous(t0, &[("cart", "[1]")]);
@@ -529,18 +531,30 @@ pub async fn devices_are_listed<S: SessionStore + Clone>(store: S) {
     let (login, token) = login_request(&user, t0 + 2 * SECOND);
     let third = submit(&store, login, token).await;
 
-    let devices: Vec<(SessionId, Option<Device>)> = list(&store, &user, t0 + 2 * SECOND)
+    let t1 = t0 + 2 * REFRESH;
+    expect_current(load(&store, &first.token, t1).await, "refreshing a session");
+    ok(
+        store
+            .sync_user(&SyncUser {
+                user: bound(&user, 2),
+                now: t1,
+            })
+            .await,
+        "sync_user",
+    );
+
+    let devices: Vec<(SessionId, Option<String>, Option<Device>)> = list(&store, &user, t1)
         .await
         .into_iter()
-        .map(|info| (info.id, info.device))
+        .map(|info| (info.id, info.label, info.device))
         .collect();
     assert_eq!(
         devices,
         vec![
-            (first.id, Some(phone)),
-            (second.id, Some(laptop)),
-            (third.id, None)
+            (first.id, Some("phone, 1".to_owned()), Some(phone)),
+            (second.id, None, Some(laptop)),
+            (third.id, None, None)
         ],
-        "list_sessions must return each session's device as its creation or login gave it"
+        "list_sessions must return each session's device and label as its creation or login gave them"
     );
 }
